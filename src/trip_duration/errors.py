@@ -1,0 +1,25 @@
+"""Project exceptions. Each message names the bad value and the setting that fixes it."""
+
+
+class TripDurationError(Exception):
+    """Base class for every error this project raises on purpose."""
+
+
+class ConfigError(TripDurationError):
+    """A setting, parameter or argument has a value we cannot use."""
+
+
+class SchemaValidationError(TripDurationError):
+    """A raw file is broken as a whole (missing/mistyped column, unreadable, empty).
+
+    The file has been copied to ``quarantine/`` with a JSON reason beside it;
+    the raw object itself is untouched.
+    """
+
+
+class DataNotFoundError(TripDurationError):
+    """An input object the pipeline needs is not in the bucket."""
+
+
+class NoChampionError(TripDurationError):
+    """Inference asked for the champion model but the registry has none yet."""

@@ -1,0 +1,192 @@
+"""MLflow: training runs, the ``trip-duration`` registered model and its ``champion`` alias.
+
+The tracking server proxies artifacts to S3 (``--artifacts-destination s3://.../mlflow``),
+so clients need only ``MLFLOW_TRACKING_URI``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from trip_duration.config import Settings, get_settings
+from trip_duration.errors import NoChampionError
+from trip_duration.models import Champion, TripDurationModel
+
+logger = logging.getLogger(__name__)
+
+
+class TripDurationPyfunc(mlflow.pyfunc.PythonModel):
+    """Serves raw TLC trip columns -> predicted minutes, for any MLflow consumer."""
+
+    def __init__(self, model: TripDurationModel):
+        self.model = model
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> Any:
+        return self.model.predict(model_input)
+
+
+def _client() -> MlflowClient:
+    return MlflowClient()
+
+
+def champion_version(settings: Settings) -> int | None:
+    """The version the champion alias points at, or None when there is no champion yet."""
+    try:
+        found = _client().get_model_version_by_alias(settings.model_name, settings.champion_alias)
+    except MlflowException as err:
+        if err.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
+            return None
+        raise
+    return int(found.version)
+
+
+_memo: dict[tuple[str, int], TripDurationModel] = {}
+_memo_lock = threading.Lock()
+
+
+def load_version(settings: Settings, version: int) -> TripDurationModel:
+    """Load a registry version, cached in-process and on disk under ``model_cache_dir/<name>/<version>``."""
+    memo_key = (settings.model_name, version)
+    with _memo_lock:
+        if memo_key in _memo:
+            return _memo[memo_key]
+        target = Path(settings.model_cache_dir) / settings.model_name / str(version)
+        if not (target / "MLmodel").exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
+            try:
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=str(staging)
+                )
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(staging, target)  # a half-downloaded model is never seen as cached
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            logger.info("downloaded %s v%s to %s", settings.model_name, version, target)
+        else:
+            logger.info("using cached %s v%s from %s", settings.model_name, version, target)
+        model = mlflow.pyfunc.load_model(str(target)).unwrap_python_model().model
+        _memo[memo_key] = model
+        return model
+
+
+class ChampionModelDataset(AbstractDataset):
+    """Loads the model behind the champion alias: resolved to a version once per load.
+
+    ``required=False`` (training) loads ``Champion(None, None)`` when there is none yet;
+    ``required=True`` (inference) raises a clear error instead.
+    """
+
+    def __init__(self, required: bool = True):
+        self.required = required
+
+    def load(self) -> Champion:
+        settings = get_settings()
+        version = champion_version(settings)
+        if version is None:
+            if self.required:
+                raise NoChampionError(
+                    f"registered model {settings.model_name!r} has no {settings.champion_alias!r} alias yet: "
+                    "run the training deployment first"
+                )
+            return Champion(version=None, model=None)
+        return Champion(version=version, model=load_version(settings, version))
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("the champion alias is moved by the promotion gate only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"required": self.required}
+
+
+@dataclass(frozen=True)
+class Registration:
+    run_id: str
+    experiment_id: str
+    version: int
+    promoted: bool
+    champion_version: int | None
+    reason: str
+
+
+class ModelRegistryDataset(AbstractDataset):
+    """Saving a candidate logs an MLflow run, registers a version and applies the gate's decision.
+
+    Loading returns the :class:`Registration` of the last save in this process.
+    """
+
+    def __init__(self) -> None:
+        self._last: Registration | None = None
+
+    def save(self, candidate: dict) -> None:
+        settings = get_settings()
+        mlflow.set_experiment(settings.experiment)
+        decision = candidate["decision"]
+        with mlflow.start_run(run_name=f"train-{candidate['facts']['train_month']}") as run:
+            mlflow.log_params(candidate["params"])
+            mlflow.log_metrics(candidate["metrics"])
+            mlflow.set_tags({f"data.{k}": v for k, v in candidate["facts"].items()})
+            mlflow.set_tags({"device": candidate["device"], "decision": decision["action"]})
+            example = candidate["input_example"]
+            model = candidate["model"]
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=TripDurationPyfunc(model),
+                signature=infer_signature(example, model.predict(example)),
+                input_example=example,
+                registered_model_name=settings.model_name,
+            )
+        version = int(info.registered_model_version)
+        promoted, reason = bool(decision["promote"]), decision["reason"]
+        client = _client()
+        if promoted:
+            current = champion_version(settings)
+            if current != decision["champion_version"]:
+                promoted = False
+                reason = (
+                    f"champion moved from v{decision['champion_version']} to v{current} while this run "
+                    "was training: not promoting a model compared against a stale champion"
+                )
+            else:
+                client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
+        tags = {
+            "promotion.decision": "promoted" if promoted else "rejected",
+            "promotion.reason": reason,
+            "promotion.compared_to": str(decision["champion_version"] or "none"),
+            "promotion.candidate_rmse": f"{candidate['metrics']['model_rmse']:.6f}",
+            "promotion.champion_rmse": str(decision.get("champion_rmse")),
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(settings.model_name, str(version), key, value)
+        logger.info("registered %s v%d: %s (%s)", settings.model_name, version, tags["promotion.decision"], reason)
+        self._last = Registration(
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            version=version,
+            promoted=promoted,
+            champion_version=version if promoted else decision["champion_version"],
+            reason=reason,
+        )
+
+    def load(self) -> Registration:
+        if self._last is None:
+            raise DatasetError("no model was registered in this run yet")
+        return self._last
+
+    def _describe(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,95 @@
+"""S3 through boto3's default chain: ``AWS_ENDPOINT_URL_S3`` for MinIO/moto, IRSA or keys for auth."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from trip_duration.errors import DataNotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def client():
+    """One S3 client per process; short timeouts so an outage surfaces fast and retries can work."""
+    config = Config(
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return boto3.client("s3", config=config)
+
+
+def _missing(err: ClientError) -> bool:
+    return err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+
+
+def get_bytes(bucket: str, key: str) -> bytes:
+    try:
+        return client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:
+        if _missing(err):
+            raise DataNotFoundError(f"s3://{bucket}/{key} does not exist") from err
+        raise
+
+
+def exists(bucket: str, key: str) -> bool:
+    try:
+        client().head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if _missing(err):
+            return False
+        raise
+    return True
+
+
+def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+    """One PutObject: the object appears whole or not at all, and replaces any older one."""
+    client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    logger.info("wrote s3://%s/%s (%d bytes)", bucket, key, len(body))
+    return f"s3://{bucket}/{key}"
+
+
+def get_json(bucket: str, key: str) -> Any:
+    return json.loads(get_bytes(bucket, key))
+
+
+def put_json(bucket: str, key: str, payload: Any) -> str:
+    body = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
+    return put_bytes(bucket, key, body, "application/json")
+
+
+def copy(bucket: str, source_key: str, target_key: str) -> str:
+    """Server-side copy; the source object is left exactly as it was."""
+    client().copy_object(Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key})
+    return f"s3://{bucket}/{target_key}"
+
+
+def ensure_bucket(bucket: str) -> None:
+    try:
+        client().head_bucket(Bucket=bucket)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket", "NotFound"}:
+            raise
+        client().create_bucket(Bucket=bucket)
+        logger.info("created bucket %s", bucket)
+
+
+def download(url: str, timeout: float = 300.0) -> bytes:
+    """Fetch a public object (the TLC month) over HTTPS."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - configured https URL
+            return response.read()
+    except urllib.error.HTTPError as err:
+        if err.code in (403, 404):
+            raise DataNotFoundError(f"{url} answered {err.code}: that month is not published") from err
+        raise

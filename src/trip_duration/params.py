@@ -1,0 +1,66 @@
+"""Pipeline parameters, parsed once into frozen typed objects: a typo is an error naming the key."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trip_duration.errors import ConfigError
+from trip_duration.schema import FEATURE_COLUMNS
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IngestParams(_Params):
+    month: str | None = None
+    required_columns: tuple[str, ...] = FEATURE_COLUMNS
+    min_duration_minutes: float = 1.0
+    max_duration_minutes: float = 60.0
+    max_rejected_fraction: float = Field(0.5, ge=0, le=1)
+
+
+class XGBoostParams(_Params):
+    n_estimators: int = Field(100, ge=1)
+    max_depth: int = Field(6, ge=1)
+    learning_rate: float = Field(0.3, gt=0)
+    min_child_weight: float = 1.0
+    subsample: float = Field(1.0, gt=0, le=1)
+    random_state: int = 42
+
+
+class PromotionParams(_Params):
+    #: the candidate's RMSE must be below champion RMSE * (1 - min_improvement)
+    min_improvement: float = Field(0.01, ge=0, lt=1)
+
+
+class TrainingParams(_Params):
+    train_month: str | None = None
+    valid_month: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: XGBoostParams = XGBoostParams()
+    promotion: PromotionParams = PromotionParams()
+    input_example_rows: int = Field(5, ge=1)
+
+
+class InferenceParams(_Params):
+    batch_month: str | None = None
+    batch_start: str | None = None
+    batch_end: str | None = None
+
+
+P = TypeVar("P", bound=_Params)
+
+
+def parse(kind: type[P], raw: dict, namespace: str) -> P:
+    """Build a params object, turning pydantic's error into one that names ``namespace.key``."""
+    try:
+        return kind.model_validate(raw or {})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{namespace}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in err.errors()
+        )
+        raise ConfigError(f"bad parameters in conf/*/parameters_{namespace}.yml or --params: {problems}") from err
