@@ -62,7 +62,8 @@ class TripDurationModel:
         return cls(pace=pace, booster=booster, trained_on=device)
 
     def predict(self, trips: pd.DataFrame) -> np.ndarray:
-        return self.booster.inplace_predict(trip_features(trips, self.pace))
+        # A duration is never negative; trees fitted on short trips can undershoot slightly.
+        return np.maximum(self.booster.inplace_predict(trip_features(trips, self.pace)), 0.0)
 
 
 def resolve_device(requested: str) -> str:

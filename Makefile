@@ -1,0 +1,59 @@
+# The two promises of the README: `make demo` and `make test`, on a fresh machine with Python 3.11+.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+PYTEST := .venv/bin/pytest
+STACK_DIR ?= $(CURDIR)/.state
+export STACK_DIR
+
+.PHONY: help install test test-unit test-integration chart jobs image test-container demo down reset bench docs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced ## install the locked environment with uv
+
+test: install ## run the whole suite (unit, integration on real servers, deploy, charts, jobs; container if Docker runs)
+	$(PYTEST) -q
+
+test-unit: install ## unit tests only
+	$(PYTEST) -q tests/unit
+
+test-integration: install ## tests on real local servers (moto S3, MLflow, Prefect)
+	$(PYTEST) -q tests/integration tests/deploy
+
+chart: install ## render the Helm chart for every ci/*-values.yaml, validate every manifest (Kubernetes 1.30)
+	$(PYTEST) -q tests/k8s/test_chart.py
+
+jobs: install ## build the exact Job of each deployment into build/k8s/jobs and validate it
+	$(PYTEST) -q tests/k8s/test_jobs.py
+
+image: ## build the flow-run image (docker build)
+	docker build -t trip-duration:dev .
+
+test-container: install ## build the image on a debootstrap base and run a real flow in it
+	$(PYTEST) -q tests/container
+
+demo: install ## run train then infer through Prefect workers on the embedded local stack
+	$(PY) -m infra.local.demo
+
+down: ## stop what `make demo` started (by PID)
+	@if [ -x $(PY) ]; then $(PY) -m infra.local.stack down; else echo "nothing to stop"; fi
+
+reset: down ## stop the stack and delete its state directory
+	rm -rf $(STACK_DIR)
+
+bench: install ## benchmarks vs the course baselines -> build/bench/*.json
+	$(PY) -m bench.ml_bench
+	$(PY) -m bench.orchestration_bench
+
+docs: install ## regenerate the chart's values table in its README
+	$(PY) -m infra.helm_docs

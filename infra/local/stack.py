@@ -1,0 +1,278 @@
+"""The embedded local stack: moto S3, MLflow and Prefect servers (and workers) on 127.0.0.1.
+
+Everything lives under one state directory (default ``.state/``): PIDs, logs, SQLite
+databases and an ``env`` file a shell can source. Used by ``make demo``/``make down``,
+the integration tests and the benchmarks.
+
+    python -m infra.local.stack up [--prefect] [--workers]
+    python -m infra.local.stack down
+    python -m infra.local.stack env
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+DEFAULT_DIR = ROOT / ".state"
+POOL = "local"
+QUEUES = {"gpu": 1, "cpu": 2}  # queue -> concurrency limit
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    """Where the servers of one stack listen and keep their state."""
+
+    root: Path = DEFAULT_DIR
+    s3_port: int = 9000
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+    bucket: str = "trip-duration"
+    #: S3 endpoint clients use; tests may point it at a fault-injecting proxy.
+    s3_endpoint: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def s3_url(self) -> str:
+        return self.s3_endpoint or f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def prefect_url(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}"
+
+    def env(self) -> dict[str, str]:
+        """What a client of this stack needs. The keys are moto's dummy ones, never real secrets."""
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": self.s3_url,
+            "TRIP_DURATION_BUCKET": self.bucket,
+            "TRIP_DURATION_SOURCE_URL": "",
+            "TRIP_DURATION_MODEL_CACHE_DIR": str(self.root / "model-cache"),
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "PREFECT_API_URL": f"{self.prefect_url}/api",
+            "PREFECT_HOME": str(self.root / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_EXTRA_LOGGERS": "kedro,trip_duration",
+            "PREFECT_WORK_POOL": POOL,
+            "KEDRO_LOGGING_CONFIG": str(ROOT / "conf" / "logging.yml"),
+            **self.extra_env,
+        }
+
+    # --- processes ---------------------------------------------------------------
+    def _paths(self, name: str) -> tuple[Path, Path]:
+        (self.root / "pids").mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        return self.root / "pids" / f"{name}.pid", self.root / "logs" / f"{name}.log"
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+        pid_file, log_file = self._paths(name)
+        if running(pid_file):
+            return int(pid_file.read_text())
+        full_env = {**os.environ, **self.env(), **(env or {})}
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT, start_new_session=True
+            )
+        pid_file.write_text(str(proc.pid))
+        return proc.pid
+
+    def stop(self, name: str) -> None:
+        pid_file, _ = self._paths(name)
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        pids = self.root / "pids"
+        return sorted(p.stem for p in pids.glob("*.pid")) if pids.exists() else []
+
+    # --- servers -------------------------------------------------------------------
+    def start_s3(self) -> None:
+        self.spawn("s3", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)])
+        wait_http(f"http://127.0.0.1:{self.s3_port}/moto-api/", "moto S3", self.root / "logs" / "s3.log")
+
+    def create_bucket(self) -> None:
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.s3_port}", **_moto_keys())
+        if self.bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=self.bucket)
+
+    def start_mlflow(self) -> None:
+        db = self.root / "mlflow.db"
+        self.spawn(
+            "mlflow",
+            [
+                str(VENV_BIN / "mlflow"), "server",
+                "--host", "127.0.0.1", "--port", str(self.mlflow_port),
+                "--backend-store-uri", f"sqlite:///{db}",
+                "--artifacts-destination", f"s3://{self.bucket}/mlflow",
+                "--workers", "1",
+            ],
+            # The server writes artifacts to S3 directly, never through a test proxy.
+            env={"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{self.s3_port}",
+                 "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}"},
+        )
+        wait_http(f"{self.mlflow_url}/health", "MLflow", self.root / "logs" / "mlflow.log", timeout=120)
+
+    def start_prefect(self) -> None:
+        self.spawn(
+            "prefect",
+            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
+            env={
+                "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.root / 'prefect.db'}",
+                "PREFECT_SERVER_API_HOST": "127.0.0.1",
+                "PREFECT_UI_API_URL": f"{self.prefect_url}/api",
+            },
+        )
+        wait_http(f"{self.prefect_url}/api/health", "Prefect", self.root / "logs" / "prefect.log", timeout=180)
+
+    def create_pool(self, pool_type: str = "process", pool: str = POOL) -> None:
+        """The work pool and its gpu/cpu queues with concurrency limits (idempotent)."""
+        prefect = str(VENV_BIN / "prefect")
+        env = {**os.environ, **self.env()}
+        listing = subprocess.run([prefect, "work-pool", "inspect", pool], env=env, capture_output=True)
+        if listing.returncode != 0:
+            _run([prefect, "work-pool", "create", pool, "--type", pool_type], env)
+        for queue, limit in QUEUES.items():
+            found = subprocess.run(
+                [prefect, "work-queue", "inspect", queue, "--pool", pool], env=env, capture_output=True
+            )
+            if found.returncode != 0:
+                _run([prefect, "work-queue", "create", queue, "--pool", pool, "--limit", str(limit)], env)
+            else:
+                _run([prefect, "work-queue", "set-concurrency-limit", queue, str(limit), "--pool", pool], env)
+
+    def start_workers(self, pool: str = POOL) -> None:
+        """One process worker per queue, polling every second so a run starts within seconds."""
+        for queue in QUEUES:
+            self.spawn(
+                f"worker-{queue}",
+                [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool, "--work-queue", queue,
+                 "--name", f"local-{queue}", "--type", "process"],
+                env={"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+                     "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+            )
+
+    def up(self, prefect: bool = True, workers: bool = True) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.start_s3()
+        self.create_bucket()
+        self.start_mlflow()
+        if prefect:
+            self.start_prefect()
+            self.create_pool()
+            if workers:
+                self.start_workers()
+        self.save()
+
+    def down(self) -> None:
+        for name in sorted(self.names(), key=lambda n: (not n.startswith("worker"), n != "s3")):
+            self.stop(name)
+
+    def save(self) -> None:
+        (self.root / "stack.json").write_text(json.dumps(asdict(self), default=str, indent=2))
+        lines = [f"export {k}={v!r}" for k, v in self.env().items()]
+        (self.root / "env").write_text("\n".join(lines) + "\n")
+
+    @classmethod
+    def load(cls, root: Path = DEFAULT_DIR) -> Stack:
+        data = json.loads((root / "stack.json").read_text())
+        data["root"] = Path(data["root"])
+        return cls(**data)
+
+
+def _moto_keys() -> dict[str, str]:
+    return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+
+
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def running(pid_file: Path) -> bool:
+    if not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def wait_http(url: str, what: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    tail = log.read_text()[-3000:] if log.exists() else "(no log)"
+    raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f}s; last log lines:\n{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local.stack")
+    parser.add_argument("command", choices=["up", "down", "env", "reset"])
+    parser.add_argument("--dir", type=Path, default=Path(os.environ.get("STACK_DIR", DEFAULT_DIR)))
+    parser.add_argument("--no-prefect", action="store_true")
+    parser.add_argument("--no-workers", action="store_true")
+    args = parser.parse_args(argv)
+    root = args.dir.resolve()
+    if args.command == "up":
+        stack = Stack.load(root) if (root / "stack.json").exists() else Stack(root=root)
+        stack.up(prefect=not args.no_prefect, workers=not args.no_workers)
+        print(f"stack up: S3 {stack.s3_url}  MLflow {stack.mlflow_url}  Prefect {stack.prefect_url}")
+    elif args.command == "down":
+        if (root / "stack.json").exists():
+            Stack.load(root).down()
+        print(f"stack down ({root})")
+    elif args.command == "reset":
+        if (root / "stack.json").exists():
+            Stack.load(root).down()
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"removed {root}")
+    else:
+        print((root / "env").read_text(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

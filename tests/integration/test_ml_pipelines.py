@@ -1,0 +1,111 @@
+"""ingest -> training -> inference on a real moto S3 server (over HTTP) and a real MLflow server."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import kedro_run, put_month
+from trip_duration.errors import SchemaValidationError
+from trip_duration.synth import generate_month
+
+pytestmark = pytest.mark.integration
+
+
+def _s3(stack):
+    return boto3.client("s3", endpoint_url=stack.s3_url)
+
+
+def _keys(stack, prefix):
+    listing = _s3(stack).list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
+    return {o["Key"]: o for o in listing.get("Contents", [])}
+
+
+@pytest.fixture(scope="module")
+def trained(ml_stack):
+    put_month(ml_stack, "2023-01")
+    put_month(ml_stack, "2023-02")
+    kedro_run("ingest", month="2023-01")
+    kedro_run("ingest", month="2023-02")
+    kedro_run("training", train_month="2023-01")
+    return ml_stack
+
+
+def test_ingest_writes_validated_data_and_reports(trained):
+    s3 = _s3(trained)
+    rows = json.loads(s3.get_object(Bucket=trained.bucket, Key="reports/ingest/year=2023/month=01/rows.json")["Body"].read())
+    assert rows["rows_in"] == 20_000 and rows["rows_out"] + rows["rows_rejected"] == 20_000
+    validated = pd.read_parquet(io.BytesIO(s3.get_object(
+        Bucket=trained.bucket, Key="validated/year=2023/month=01/trips.parquet")["Body"].read()))
+    assert len(validated) == rows["rows_out"]
+
+
+def test_first_training_registers_a_champion(trained):
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("trip-duration", "champion")
+    assert champion.version == "1"
+    assert champion.tags["promotion.decision"] == "promoted"
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["model_rmse"] < 0.9 * run.data.metrics["baseline_rmse"]
+    assert {"baseline_mae", "model_mae"} <= set(run.data.metrics)
+    assert run.data.tags["data.train_rows"] and run.data.params["train_month"] == "2023-01"
+    assert "reports/promotion/train=2023-01/version=1.json" in _keys(trained, "reports/promotion/")
+
+
+def test_a_worse_model_never_becomes_champion(trained):
+    kedro_run("training", train_month="2023-01", **{"training.model.n_estimators": 1, "training.model.max_depth": 1})
+    client = MlflowClient()
+    assert client.get_model_version_by_alias("trip-duration", "champion").version == "1"
+    worse = client.get_model_version("trip-duration", "2")
+    assert worse.tags["promotion.decision"] == "rejected" and worse.tags["promotion.compared_to"] == "1"
+    report = json.loads(_s3(trained).get_object(
+        Bucket=trained.bucket, Key="reports/promotion/train=2023-01/version=2.json")["Body"].read())
+    assert report["promoted"] is False and report["champion_version"] == 1
+
+
+def test_inference_writes_one_key_per_batch_and_version(trained):
+    kedro_run("inference", batch_month="2023-02")
+    key = "predictions/year=2023/month=02/model_version=1/predictions.parquet"
+    first = _keys(trained, "predictions/")
+    assert list(first) == [key]
+    predictions = pd.read_parquet(io.BytesIO(_s3(trained).get_object(Bucket=trained.bucket, Key=key)["Body"].read()))
+    validated_rows = json.loads(_s3(trained).get_object(
+        Bucket=trained.bucket, Key="reports/ingest/year=2023/month=02/rows.json")["Body"].read())["rows_out"]
+    assert len(predictions) == validated_rows
+    kedro_run("inference", batch_month="2023-02")  # a rerun replaces, never duplicates
+    assert list(_keys(trained, "predictions/")) == [key]
+    summary = json.loads(_s3(trained).get_object(
+        Bucket=trained.bucket, Key="reports/inference/year=2023/month=02/model_version=1/summary.json")["Body"].read())
+    assert summary["rows"] == validated_rows and summary["predictions_uri"].endswith(key)
+
+
+def test_inference_on_a_date_range(trained):
+    kedro_run("inference", batch_start="2023-02-01", batch_end="2023-02-08")
+    key = "predictions/range=2023-02-01_2023-02-08/model_version=1/predictions.parquet"
+    predictions = pd.read_parquet(io.BytesIO(_s3(trained).get_object(Bucket=trained.bucket, Key=key)["Body"].read()))
+    assert predictions["tpep_pickup_datetime"].between("2023-02-01", "2023-02-08", inclusive="left").all()
+    assert 0 < len(predictions) < 10_000
+
+
+def test_broken_file_is_quarantined_and_raw_is_intact(trained):
+    table = generate_month("2023-05", rows=500, seed=1).drop_columns(["tpep_dropoff_datetime"])
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    raw_key = "raw/yellow_tripdata_2023-05.parquet"
+    s3 = _s3(trained)
+    s3.put_object(Bucket=trained.bucket, Key=raw_key, Body=buffer.getvalue())
+    etag = s3.head_object(Bucket=trained.bucket, Key=raw_key)["ETag"]
+    with pytest.raises(SchemaValidationError) as info:
+        kedro_run("ingest", month="2023-05")
+    assert "tpep_dropoff_datetime: missing required column" in str(info.value)
+    reason = json.loads(s3.get_object(Bucket=trained.bucket, Key=f"quarantine/{raw_key}.reason.json")["Body"].read())
+    assert reason["ok"] is False and reason["problems"][0]["column"] == "tpep_dropoff_datetime"
+    assert s3.head_object(Bucket=trained.bucket, Key=f"quarantine/{raw_key}")["ContentLength"] == len(buffer.getvalue())
+    assert s3.head_object(Bucket=trained.bucket, Key=raw_key)["ETag"] == etag
+    assert "validated/year=2023/month=05/trips.parquet" not in _keys(trained, "validated/")
