@@ -142,6 +142,8 @@ class ModelRegistryDataset(AbstractDataset):
             mlflow.log_metrics(candidate["metrics"])
             mlflow.set_tags({f"data.{k}": v for k, v in candidate["facts"].items()})
             mlflow.set_tags({"device": candidate["device"], "decision": decision["action"]})
+            if os.environ.get("PREFECT__FLOW_RUN_ID"):  # links the MLflow run to the Prefect run
+                mlflow.set_tag("prefect_flow_run_id", os.environ["PREFECT__FLOW_RUN_ID"])
             example = candidate["input_example"]
             model = candidate["model"]
             info = mlflow.pyfunc.log_model(

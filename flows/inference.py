@@ -1,0 +1,55 @@
+"""Batch inference flow: score a month (or a date range) with the champion, publish a summary."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.kedro_tasks import run_pipeline
+from flows.schedule import logical_month
+from trip_duration import layout
+from trip_duration.config import get_settings
+from trip_duration.io import s3
+from trip_duration.io.datasets import resolve_batch
+
+
+@flow(name="inference", description="Score a batch of trips with the champion model.")
+def inference(
+    batch_month: str | None = None,
+    batch_start: str | None = None,
+    batch_end: str | None = None,
+    reingest: bool = False,
+) -> dict:
+    """Without a batch, scores the month before the scheduled time. Months not yet validated
+    (or all, with ``reingest``) go through the ingest pipeline first."""
+    logger = get_run_logger()
+    if not (batch_month or batch_start or batch_end):
+        batch_month = str(logical_month().previous())
+    batch = resolve_batch(batch_month, batch_start, batch_end)
+    bucket = get_settings().require_bucket()
+    for month in batch.months():
+        if reingest or not s3.exists(bucket, layout.validated_key(month)):
+            run_pipeline("ingest", {"month": str(month)}, label=f"ingest-{month}")
+    params = {"batch_month": batch_month, "batch_start": batch_start, "batch_end": batch_end}
+    catalog = run_pipeline("inference", {k: v for k, v in params.items() if v})
+    summary = catalog.load("inference_summary")
+    logger.info("scored %d trips of %s with model v%s", summary["rows"], batch.label, summary["model_version"])
+    create_markdown_artifact(
+        key="inference-summary",
+        description=f"batch {batch.label}",
+        markdown=(
+            f"# Batch {batch.label}\n\n"
+            f"- rows scored: **{summary['rows']}**\n"
+            f"- model version: **{summary['model_version']}**\n"
+            f"- predicted minutes: mean {summary['prediction_mean']}, p50 {summary['prediction_p50']}, "
+            f"p95 {summary['prediction_p95']}\n"
+            f"- RMSE vs actual: {summary['rmse_vs_actual']}\n"
+            f"- predictions: `{summary['predictions_uri']}`\n"
+        ),
+    )
+    return {
+        "batch": batch.label,
+        "rows": summary["rows"],
+        "model_version": summary["model_version"],
+        "predictions_uri": summary["predictions_uri"],
+    }

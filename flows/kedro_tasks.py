@@ -1,0 +1,100 @@
+"""Run a Kedro pipeline with each node as a Prefect task.
+
+Generic glue, no ML logic: the Prefect UI then shows every pipeline step with its own
+logs, state and duration. Nodes that read or write S3/MLflow get retries with
+exponential backoff, but only for transient failures (connection refused/reset,
+timeouts, 5xx); bad data or bad configuration fails at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The code a worker pulled from S3 is the code that runs, even where the package is installed.
+if str(PROJECT_ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT / "src"))
+
+from kedro.framework.project import pipelines  # noqa: E402
+from kedro.framework.session import KedroSession  # noqa: E402
+from kedro.framework.startup import bootstrap_project  # noqa: E402
+from kedro.io import MemoryDataset  # noqa: E402
+from kedro.runner import Task as KedroTask  # noqa: E402
+from prefect import task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.logging.handlers import APILogHandler  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
+
+from trip_duration.io.transient import is_transient  # noqa: E402
+
+IO_RETRIES = 4
+IO_TIMEOUT_S = 15 * 60
+COMPUTE_TIMEOUT_S = 4 * 60 * 60
+PROJECT_LOGGERS = ("kedro", "trip_duration")
+
+
+def retry_on_transient(task_obj: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry only when the failure is transient I/O."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            state.result(raise_on_failure=True)
+        except BaseException as raised:  # noqa: BLE001 - we only classify it
+            error = raised
+    return is_transient(error)
+
+
+def _forward_project_logs() -> None:
+    """Send Kedro's and the project's log records to the Prefect run (idempotent)."""
+    for name in PROJECT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+            logger.addHandler(APILogHandler())
+
+
+def _run_node(node, catalog, hook_manager, session_id) -> str:
+    KedroTask(node=node, catalog=catalog, is_async=False, hook_manager=hook_manager, run_id=session_id).execute()
+    return node.name
+
+
+def _touches_io(node, catalog) -> bool:
+    for name in node.inputs + node.outputs:
+        if name.startswith("params:") or name == "parameters":
+            continue
+        if not isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset):
+            return True
+    return False
+
+
+def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None = None):
+    """Run ``pipeline_name`` with run-time ``params``, a Prefect task per node; returns the catalog."""
+    bootstrap_project(PROJECT_ROOT)
+    _forward_project_logs()
+    prefix = label or pipeline_name
+    with KedroSession.create(project_path=PROJECT_ROOT, runtime_params=params) as session:
+        catalog = session.load_context().catalog
+        pipeline = pipelines[pipeline_name]
+        hook_manager = session._hook_manager  # noqa: SLF001 - the hooks Kedro itself would call
+        for dataset in pipeline.datasets():
+            catalog.get(dataset, fallback_to_runtime_pattern=True)
+        for node in pipeline.nodes:  # topologically sorted
+            io_node = _touches_io(node, catalog)
+            node_task = task(
+                _run_node,
+                name=node.name,
+                task_run_name=f"{prefix}.{node.name}",
+                retries=IO_RETRIES if io_node else 0,
+                retry_delay_seconds=exponential_backoff(backoff_factor=2) if io_node else 0,
+                retry_jitter_factor=0.2 if io_node else None,
+                retry_condition_fn=retry_on_transient if io_node else None,
+                timeout_seconds=IO_TIMEOUT_S if io_node and "train" not in node.name else COMPUTE_TIMEOUT_S,
+                cache_policy=NO_CACHE,
+                persist_result=False,
+                tags=[pipeline_name, "io" if io_node else "compute"],
+            )
+            node_task(node, catalog, hook_manager, session.session_id)
+        return catalog

@@ -1,0 +1,57 @@
+"""Training flow: ingest months M and M+1, train, gate promotion, publish a report."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.kedro_tasks import run_pipeline
+from flows.schedule import logical_month
+from trip_duration.periods import Month
+
+
+@flow(name="training", description="Train on month M, validate on M+1, promote past the champion gate.")
+def training(
+    train_month: str | None = None,
+    valid_month: str | None = None,
+    device: str = "auto",
+) -> dict:
+    """``train_month`` defaults to two months before the scheduled time, ``valid_month`` to the next one."""
+    logger = get_run_logger()
+    train = Month.parse(train_month, key="train_month") if train_month else logical_month().previous().previous()
+    valid = Month.parse(valid_month, key="valid_month") if valid_month else train.next()
+    logger.info("training on %s, validating on %s", train, valid)
+    for month in (train, valid):
+        run_pipeline("ingest", {"month": str(month)}, label=f"ingest-{month}")
+    catalog = run_pipeline(
+        "training",
+        {"train_month": str(train), "valid_month": str(valid), "training.device": device},
+    )
+    report = catalog.load("promotion_report")
+    create_markdown_artifact(
+        key="training-report",
+        description=f"training {train} -> {valid}",
+        markdown=(
+            f"# Training {train} (validated on {valid})\n\n"
+            "| model | RMSE | MAE |\n|---|---|---|\n"
+            f"| course baseline (DictVectorizer + LinearRegression) | {report['baseline_rmse']:.3f} "
+            f"| {report['baseline_mae']:.3f} |\n"
+            f"| XGBoost | {report['model_rmse']:.3f} | {report['model_mae']:.3f} |\n\n"
+            f"**Decision:** {'promoted to champion' if report['promoted'] else 'not promoted'} — "
+            f"{report['reason']}\n\n"
+            f"Registered version **{report['version']}**; champion is now **v{report['champion_version']}**. "
+            f"MLflow run `{report['run_id']}` (experiment {report['experiment_id']}). "
+            f"Report: `{report['report_uri']}`\n"
+        ),
+    )
+    return {
+        "train_month": str(train),
+        "valid_month": str(valid),
+        "version": report["version"],
+        "promoted": report["promoted"],
+        "champion_version": report["champion_version"],
+        "baseline_rmse": report["baseline_rmse"],
+        "model_rmse": report["model_rmse"],
+        "run_id": report["run_id"],
+        "report_uri": report["report_uri"],
+    }
