@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # never phone home from tests
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -27,22 +29,36 @@ def reset_clients() -> None:
     s3.client.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def ml_stack(tmp_path_factory) -> Iterator[Stack]:
-    """moto S3 and an MLflow server (sqlite backend, S3 artifacts), with the env pointing at them."""
-    root = tmp_path_factory.mktemp("stack")
-    stack = Stack(root=root, s3_port=free_port(), mlflow_port=free_port(), prefect_port=free_port(), bucket="trips-test")
+@contextlib.contextmanager
+def stack_environment(stack: Stack) -> Iterator[Stack]:
+    """Point this process's clients (boto3, MLflow, Prefect) at ``stack`` for a while."""
     saved = dict(os.environ)
+    os.environ.update(stack.env())
+    reset_clients()
     try:
-        stack.up(prefect=False)
-        os.environ.update(stack.env())
-        reset_clients()
         yield stack
     finally:
-        stack.down()
         os.environ.clear()
         os.environ.update(saved)
         reset_clients()
+
+
+@pytest.fixture(scope="session")
+def _ml_servers(tmp_path_factory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    stack = Stack(root=root, s3_port=free_port(), mlflow_port=free_port(), prefect_port=free_port(), bucket="trips-test")
+    try:
+        stack.up(prefect=False)
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def ml_stack(_ml_servers) -> Iterator[Stack]:
+    """moto S3 and an MLflow server (sqlite backend, S3 artifacts), with the env pointing at them."""
+    with stack_environment(_ml_servers) as stack:
+        yield stack
 
 
 def put_month(stack: Stack, month: str, rows: int = 20_000, seed: int = 7) -> str:
@@ -67,3 +83,34 @@ def kedro_run(pipeline: str, **params) -> dict:
     bootstrap_project(ROOT)
     with KedroSession.create(project_path=ROOT, runtime_params=params) as session:
         return session.run(pipeline_names=[pipeline])
+
+
+@pytest.fixture(scope="session")
+def _flow_servers(tmp_path_factory) -> Iterator[Stack]:
+    """The full local stack: S3, MLflow, Prefect server, a process pool and a worker per queue.
+
+    Flow-run processes reach S3 through a fault-injecting proxy (idle until a test arms it).
+    """
+    from tests.faults import FlakyS3Proxy
+
+    root = tmp_path_factory.mktemp("flowstack")
+    proxy_port = free_port()
+    stack = Stack(root=root, s3_port=free_port(), mlflow_port=free_port(), prefect_port=free_port(),
+                  bucket="trips-flows", s3_endpoint=f"http://127.0.0.1:{proxy_port}")
+    proxy = FlakyS3Proxy(stack.s3_port, proxy_port)
+    try:
+        stack.start_s3()
+        proxy.start()
+        stack.up()
+        stack.proxy = proxy  # type: ignore[attr-defined]
+        yield stack
+    finally:
+        stack.down()
+        proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def flow_stack(_flow_servers) -> Iterator[Stack]:
+    """The full stack, with this process's clients pointed at it for the module."""
+    with stack_environment(_flow_servers) as stack:
+        yield stack

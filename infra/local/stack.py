@@ -160,13 +160,14 @@ class Stack:
         )
         wait_http(f"{self.prefect_url}/api/health", "Prefect", self.root / "logs" / "prefect.log", timeout=180)
 
-    def create_pool(self, pool_type: str = "process", pool: str = POOL) -> None:
-        """The work pool and its gpu/cpu queues with concurrency limits (idempotent)."""
+    def create_pool(self, pool_type: str = "process", pool: str = POOL, template: Path | None = None) -> None:
+        """The work pool (optionally with a base job template) and its gpu/cpu queues (idempotent)."""
         prefect = str(VENV_BIN / "prefect")
         env = {**os.environ, **self.env()}
         listing = subprocess.run([prefect, "work-pool", "inspect", pool], env=env, capture_output=True)
         if listing.returncode != 0:
-            _run([prefect, "work-pool", "create", pool, "--type", pool_type], env)
+            extra = ["--base-job-template", str(template)] if template else []
+            _run([prefect, "work-pool", "create", pool, "--type", pool_type, *extra], env)
         for queue, limit in QUEUES.items():
             found = subprocess.run(
                 [prefect, "work-queue", "inspect", queue, "--pool", pool], env=env, capture_output=True

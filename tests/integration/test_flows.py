@@ -1,0 +1,70 @@
+"""Both deployments run by real process workers against the real local servers, code pulled from S3."""
+
+from __future__ import annotations
+
+import io
+
+import boto3
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from infra.local.demo import deploy, run_and_wait
+from tests.conftest import put_month
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def deployed(flow_stack):
+    for month in ("2023-01", "2023-02", "2023-03"):
+        put_month(flow_stack, month)
+    deploy(flow_stack)
+    return flow_stack
+
+
+def _task_runs(flow_run_id):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def test_train_then_infer_through_the_workers(deployed):
+    state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
+    assert state == "Completed"
+    names = {t.name for t in _task_runs(run_id)}
+    assert {"ingest-2023-01.check_schema", "ingest-2023-02.filter_rows", "training.train_model",
+            "training.register_model"} <= names  # one Prefect task per Kedro node
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("trip-duration", "champion")
+    assert client.get_run(champion.run_id).data.tags["prefect_flow_run_id"] == run_id
+
+    state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
+    assert state == "Completed"
+    key = f"predictions/year=2023/month=02/model_version={champion.version}/predictions.parquet"
+    body = boto3.client("s3").get_object(Bucket=deployed.bucket, Key=key)["Body"].read()
+    assert len(pd.read_parquet(io.BytesIO(body))) > 15_000
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        artifact = prefect.read_latest_artifacts()
+    assert {"training-report", "inference-summary"} <= {a.key for a in artifact}
+
+
+def test_s3_outage_during_inference_is_retried_and_leaves_no_partial_object(deployed):
+    proxy = deployed.proxy
+    proxy.arm(f"PUT /{deployed.bucket}/predictions/".encode())  # cut the write of the predictions
+    state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2023-03"}, timeout=600)
+    assert proxy.triggered.is_set() and proxy.restored.is_set(), "the outage never happened"
+    assert state == "Completed"
+    score = [t for t in _task_runs(run_id) if t.name == "inference.score_batch"]
+    assert score and score[0].run_count >= 2, "score_batch should have been retried after the outage"
+    s3 = boto3.client("s3")
+    listing = s3.list_objects_v2(Bucket=deployed.bucket, Prefix="predictions/year=2023/month=03/")["Contents"]
+    assert len(listing) == 1
+    frame = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=deployed.bucket, Key=listing[0]["Key"])["Body"].read()))
+    rows = s3.get_object(Bucket=deployed.bucket, Key="reports/ingest/year=2023/month=03/rows.json")["Body"].read()
+    assert len(frame) == pd.read_json(io.BytesIO(rows), typ="series")["rows_out"]
+    assert not s3.list_multipart_uploads(Bucket=deployed.bucket).get("Uploads")
