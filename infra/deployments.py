@@ -123,8 +123,9 @@ def build_job(deployment: dict, template: dict, environ: dict[str, str] | None =
     return config.job_manifest
 
 
-def write_jobs(outdir: Path) -> list[Path]:
-    template = load_template()
+def write_jobs(outdir: Path, template: dict | None = None) -> list[Path]:
+    """Write ``<deployment>.yaml`` for every deployment; ``template`` defaults to the shared file."""
+    template = template or load_template()
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     for deployment in load_deployments():

@@ -1,0 +1,125 @@
+"""`make chart`: every ci/*-values.yaml renders, lints strictly and validates against Kubernetes 1.30."""
+
+from __future__ import annotations
+
+import json
+
+import helm_python as helm
+import pytest
+
+from tests.k8s.render import CHART, ci_values, pod_specs, render, validate
+
+CASES = ci_values()
+
+
+def test_the_required_ci_cases_exist():
+    assert {"default", "external-db", "cloud", "no-mlflow", "custom-gpu"} <= set(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_lint_is_clean_in_strict_mode(case):
+    report = helm.lint(str(CHART), CASES[case], strict=True, kube_version="v1.30.0")
+    assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_manifest_is_valid_kubernetes(case):
+    docs = render(CASES[case])
+    assert docs
+    for doc in docs:
+        validate(doc)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hardened_pods_with_resources_and_no_inline_secrets(case):
+    docs = render(CASES[case])
+    for where, spec in pod_specs(docs):
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+        for container in spec["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"], where
+            assert ctx["readOnlyRootFilesystem"] is True, where
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
+            for env in container.get("env", []):
+                if any(word in env["name"] for word in ("PASSWORD", "SECRET", "API_KEY", "AUTH_STRING")):
+                    assert "valueFrom" in env and "value" not in env, f"{where}: {env['name']} inline"
+    for doc in docs:
+        if doc["kind"] == "Secret":  # only the generated bundled-DB password, never a default
+            assert doc["metadata"]["name"].endswith("-postgresql") and CASES[case].get("postgresql") is None
+    labels = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+              "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "helm.sh/chart"}
+    for doc in docs:
+        assert labels <= set(doc["metadata"]["labels"]), f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+def _workers(docs):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment" and "-worker-" in d["metadata"]["name"]}
+
+
+def test_gpu_worker_serves_only_the_gpu_queue():
+    workers = _workers(render(CASES["default"]))
+    gpu = workers["td-trip-duration-worker-gpu"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    cpu = workers["td-trip-duration-worker-cpu"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert [a for a in gpu if a.startswith("--work-queue")] == ["--work-queue=gpu"]
+    assert [a for a in cpu if a.startswith("--work-queue")] == ["--work-queue=cpu"]
+    assert "--with-healthcheck" in gpu
+
+
+def test_cloud_mode_renders_no_server_objects_and_takes_the_key_from_a_secret():
+    docs = render(CASES["cloud"])
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert not any(n.endswith(("-server", "-migrations", "-postgresql")) for _, n in kinds)
+    for worker in _workers(docs).values():
+        env = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["PREFECT_API_URL"]["value"].startswith("https://api.prefect.cloud/api/accounts/0ff44498")
+        assert env["PREFECT_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "prefect-cloud", "key": "api-key"}
+
+
+def test_server_mode_has_probes_auth_and_migrations():
+    docs = render(CASES["external-db"])
+    server = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-server"))
+    container = server["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/api/health"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PREFECT_SERVER_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"]["name"] == "prefect-auth"
+    assert env["PREFECT_SERVER_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "prefect-db"
+    assert env["PREFECT_UI_API_URL"]["value"] == "https://prefect.internal.example.com/api"
+    hooks = {d["metadata"]["name"]: d["metadata"]["annotations"]["helm.sh/hook"] for d in docs if d["kind"] == "Job"}
+    assert hooks["td-trip-duration-migrations"] == "pre-install,pre-upgrade"
+    assert hooks["td-trip-duration-work-pool"] == "post-install,post-upgrade"
+
+
+def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
+    docs = render(CASES["custom-gpu"])
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-work-pool"))
+    template = json.loads(config["data"]["base-job-template.json"])
+    shared = json.loads((CHART / "files" / "base-job-template.json").read_text())
+    assert template["job_configuration"] == shared["job_configuration"]
+    props = template["variables"]["properties"]
+    assert props["service_account_name"]["default"] == "td-trip-duration-flow-run"
+    assert props["env_from"]["default"] == [{"configMapRef": {"name": "td-trip-duration-runtime"}}]
+    assert props["finished_job_ttl"]["default"] == 3600
+    setup = config["data"]["setup.sh"]
+    assert "--overwrite" in setup and "set-concurrency-limit gpu 4" in setup and "--limit 4" in setup
+    gpu_vars = next(d for d in docs if d["metadata"]["name"].endswith("-gpu-job-variables"))
+    assert "cloud.google.com/gke-accelerator: nvidia-l4" in gpu_vars["data"]["job-variables.yaml"]
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {"jobs", "pods", "pods/log", "events"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"s3": {"bucket": "b1", "buckett": "x"}}, "buckett"),  # typo: strict schema
+        ({"s3": {"bucket": "trip-duration"}, "apiMode": "clod"}, "apiMode"),
+        ({}, "s3.bucket is required"),
+        ({"s3": {"bucket": "trip-duration"}, "apiMode": "cloud"}, "worker.cloud.accountId is required when apiMode=cloud"),
+        ({"s3": {"bucket": "trip-duration"}, "server": {"database": {"mode": "external"}}},
+         "server.database.existingSecret is required"),
+    ],
+)
+def test_bad_values_fail_the_render_naming_the_key(values, message):
+    with pytest.raises(Exception, match=message.replace(".", r"\.")):
+        render(values)

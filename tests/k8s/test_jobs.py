@@ -1,0 +1,71 @@
+"""`make jobs`: the exact Job the Kubernetes worker submits for each deployment, built with
+prefect-kubernetes' own job configuration code from the chart's rendered work-pool template."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from infra.deployments import DeployCheckError, build_job, load_deployments, write_jobs
+from tests.k8s.render import ROOT, ci_values, render, validate
+
+OUT = ROOT / "build" / "k8s" / "jobs"
+
+
+@pytest.fixture(scope="module")
+def jobs() -> dict[str, dict]:
+    docs = render(ci_values()["default"])
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-work-pool"))
+    template = json.loads(config["data"]["base-job-template.json"])
+    paths = write_jobs(OUT, template)
+    return {p.stem: yaml.safe_load(p.read_text()) for p in paths}
+
+
+def _pod(job):
+    return job["spec"]["template"]["spec"]
+
+
+def test_a_job_per_deployment_and_each_is_valid_kubernetes(jobs):
+    assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "infer"}
+    for job in jobs.values():
+        validate(job)
+        assert job["spec"]["completions"] == 1 and "completions" not in _pod(job)
+        assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+
+
+def test_train_asks_for_a_gpu_node(jobs):
+    pod = _pod(jobs["train"])
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert container["args"] == ["prefect", "flow-run", "execute"]
+
+
+def test_infer_stays_on_cpu_nodes(jobs):
+    pod = _pod(jobs["infer"])
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "4Gi"}
+
+
+def test_labels_for_kubectl_logs_and_chart_wiring(jobs):
+    for name, job in jobs.items():
+        labels = job["metadata"]["labels"]
+        assert labels["prefect.io/deployment-name"] == name
+        assert {"prefect.io/flow-run-id", "prefect.io/flow-name", "prefect.io/flow-run-name"} <= set(labels)
+        pod = _pod(job)
+        assert pod["serviceAccountName"] == "td-trip-duration-flow-run"
+        assert pod["containers"][0]["envFrom"] == [{"configMapRef": {"name": "td-trip-duration-runtime"}}]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        env = {e["name"] for e in pod["containers"][0]["env"]}
+        assert not any("SECRET" in n or "PASSWORD" in n for n in env)
+
+
+def test_unknown_job_variable_fails_the_build():
+    deployment = load_deployments()[0]
+    deployment["work_pool"]["job_variables"]["node_selecter"] = {"a": "b"}
+    with pytest.raises(DeployCheckError, match="'node_selecter'.*did you mean 'node_selector'"):
+        build_job(deployment, json.loads((ROOT / "helm/trip-duration/files/base-job-template.json").read_text()))
