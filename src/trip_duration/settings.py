@@ -16,3 +16,7 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"next_month": _next_month},
 }
+
+from trip_duration.hooks import TimingHooks  # noqa: E402
+
+HOOKS = (TimingHooks(),)

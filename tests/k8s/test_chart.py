@@ -123,3 +123,25 @@ def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
 def test_bad_values_fail_the_render_naming_the_key(values, message):
     with pytest.raises(Exception, match=message.replace(".", r"\.")):
         render(values)
+
+
+def _leaves(node, prefix=""):
+    free = {"commonLabels", "annotations", "resources", "nodeSelector", "podSecurityContext", "containerSecurityContext"}
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in free:
+            yield from _leaves(value, path + ".")
+        else:
+            yield path
+
+
+def test_every_value_is_documented_and_the_table_is_current():
+    import yaml
+
+    from infra import helm_docs
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    documented = {key for key, _, _ in helm_docs.rows()}
+    undocumented = [leaf for leaf in _leaves(values) if leaf not in documented]
+    assert undocumented == [], f"values without a `# --` comment: {undocumented}"
+    assert helm_docs.main(["--check"]) == 0, "run `make docs`"
