@@ -6,6 +6,11 @@ PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 STACK_DIR ?= $(CURDIR)/.state
 export STACK_DIR
+# No usage telemetry from tests, the demo or benchmarks (kedro-telemetry, MLflow, Prefect server).
+export DO_NOT_TRACK := 1
+export KEDRO_DISABLE_TELEMETRY := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: help install test test-unit test-integration chart jobs image test-container demo down reset bench docs
 

@@ -33,7 +33,9 @@ def _month_file(month: str, rows: int) -> Path:
     path = DATA / f"yellow_tripdata_{month}_{rows}.parquet"
     if not path.exists():
         DATA.mkdir(parents=True, exist_ok=True)
-        pq.write_table(generate_month(month, rows=rows, seed=42), path)
+        partial = path.with_suffix(".partial")
+        pq.write_table(generate_month(month, rows=rows, seed=42), partial)
+        partial.rename(path)  # an interrupted run never leaves a truncated month behind
     return path
 
 
@@ -102,7 +104,9 @@ def _worker(which: str, rows: int) -> None:
 
 def _measure(which: str, rows: int) -> dict:
     done = subprocess.run([sys.executable, "-m", "bench.ml_bench", "--worker", which, "--rows", str(rows)],
-                          cwd=ROOT, capture_output=True, text=True, check=True)
+                          cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{which} on {rows} rows failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args(argv)
     root = OUT / "stack"
+    shutil.rmtree(root, ignore_errors=True)  # a fresh stack each run
     stack = Stack(root=root, s3_port=free_port(), mlflow_port=free_port(), prefect_port=free_port(), bucket="bench")
     try:
         stack.up()

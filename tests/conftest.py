@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # never phone home from tests
+for _var, _value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                     "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
+    os.environ.setdefault(_var, _value)  # never phone home from tests
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -76,6 +76,10 @@ class Stack:
             "PREFECT_API_URL": f"{self.prefect_url}/api",
             "PREFECT_HOME": str(self.root / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # No usage telemetry leaves this machine (kedro-telemetry, MLflow, and others honour these).
+            "DO_NOT_TRACK": "1",
+            "KEDRO_DISABLE_TELEMETRY": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
             "PREFECT_LOGGING_EXTRA_LOGGERS": "kedro,trip_duration",
             "PREFECT_WORK_POOL": POOL,
             "KEDRO_LOGGING_CONFIG": str(ROOT / "conf" / "logging.yml"),
@@ -121,6 +125,11 @@ class Stack:
 
     # --- servers -------------------------------------------------------------------
     def start_s3(self) -> None:
+        if not running(self._paths("s3")[0]) and not running(self._paths("mlflow")[0]):
+            # moto keeps objects in memory: a fresh S3 has none of the old model artifacts,
+            # so MLflow's registry and the model cache that point into it start over too.
+            (self.root / "mlflow.db").unlink(missing_ok=True)
+            shutil.rmtree(self.root / "model-cache", ignore_errors=True)
         self.spawn("s3", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)])
         wait_http(f"http://127.0.0.1:{self.s3_port}/moto-api/", "moto S3", self.root / "logs" / "s3.log")
 
