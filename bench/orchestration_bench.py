@@ -29,7 +29,14 @@ TIMING = re.compile(r"timing (load|save|node) (\S+) ([0-9.]+)")
 def _logs(client, run_id) -> list[str]:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    return [log.message for log in client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200)]
+    messages, offset = [], 0
+    while True:  # the API pages logs 200 at a time
+        page = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])),
+                                limit=200, offset=offset)
+        messages += [log.message for log in page]
+        if len(page) < 200:
+            return messages
+        offset += 200
 
 
 def phases(run_id: str, ours: bool) -> dict[str, float]:
