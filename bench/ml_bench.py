@@ -9,7 +9,6 @@ to build/bench/ml.json, as ratios against the course baseline measured in the sa
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform

@@ -16,8 +16,6 @@ import re
 import shutil
 import statistics
 import sys
-import time
-from pathlib import Path
 
 from infra.local.demo import deploy, run_and_wait, write_months
 from infra.local.stack import ROOT, Stack, free_port

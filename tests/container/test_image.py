@@ -6,7 +6,6 @@ No image can be pulled here, so the base is a Debian bookworm made with debootst
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path

@@ -4,9 +4,7 @@ Kubernetes-type pool made from the chart's base job template."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml

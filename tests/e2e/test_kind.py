@@ -4,7 +4,6 @@ logs with kubectl. For users' CI with Docker, kind, kubectl and helm (see
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
