@@ -75,6 +75,8 @@ def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None =
     bootstrap_project(PROJECT_ROOT)
     _forward_project_logs()
     prefix = label or pipeline_name
+    # As `kedro run --pipeline` does: import (and validate the parameters of) this pipeline only.
+    pipelines.set_requested([pipeline_name])
     with KedroSession.create(project_path=PROJECT_ROOT, runtime_params=params) as session:
         catalog = session.load_context().catalog
         pipeline = pipelines[pipeline_name]
