@@ -80,9 +80,45 @@ def load_version(settings: Settings, version: int) -> TripDurationModel:
             logger.info("downloaded %s v%s to %s", settings.model_name, version, target)
         else:
             logger.info("using cached %s v%s from %s", settings.model_name, version, target)
-        model = mlflow.pyfunc.load_model(str(target)).unwrap_python_model().model
+        # MLflow's own check compares all ~200 locked requirements (1.2 s a load); the pickled
+        # model depends on a handful, checked below.
+        _warn_on_version_drift(target)
+        model = mlflow.pyfunc.load_model(str(target), suppress_warnings=True).unwrap_python_model().model
         _memo[memo_key] = model
         return model
+
+
+#: What the pickled model (booster + pandas/numpy state) needs to load and score the same.
+MODEL_RUNTIME_PACKAGES = ("xgboost", "numpy", "pandas")
+
+
+def _warn_on_version_drift(model_dir: Path) -> list[str]:
+    """Warn (and return the lines) when the model was logged with other versions of the
+    packages it needs than those installed here."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    drift = []
+    requirements = model_dir / "requirements.txt"
+    lines = requirements.read_text().splitlines() if requirements.exists() else []
+    for line in lines:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.name not in MODEL_RUNTIME_PACKAGES or (req.marker and not req.marker.evaluate()):
+            continue
+        try:
+            installed = version(req.name)
+        except PackageNotFoundError:
+            installed = "not installed"
+        if not req.specifier.contains(installed, prereleases=True):
+            drift.append(f"{req.name}: model logged with {req.specifier}, installed {installed}")
+    for message in drift:
+        logger.warning("model %s: %s (rebuild the image from the lock the model was trained with)",
+                       model_dir, message)
+    return drift
 
 
 class ChampionModelDataset(AbstractDataset):
