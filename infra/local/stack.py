@@ -2,9 +2,10 @@
 
 Everything lives under one state directory (default ``.state/``): PIDs, logs, SQLite
 databases and an ``env`` file a shell can source. Used by ``make demo``/``make down``,
-the integration tests and the benchmarks.
+the integration tests and the benchmarks. Flow runs start warm by default: forked from a
+server that imported the libraries once (infra/local/warmstart.py); ``--cold`` turns that off.
 
-    python -m infra.local.stack up [--prefect] [--workers]
+    python -m infra.local.stack up [--no-prefect] [--no-workers] [--cold]
     python -m infra.local.stack down
     python -m infra.local.stack env
 """
@@ -12,13 +13,16 @@ the integration tests and the benchmarks.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -27,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_DIR = ROOT / ".state"
+WARMSTART = ROOT / "infra" / "local" / "warmstart.py"
 POOL = "local"
 QUEUES = {"gpu": 1, "cpu": 2}  # queue -> concurrency limit
 
@@ -48,6 +53,8 @@ class Stack:
     bucket: str = "trip-duration"
     #: S3 endpoint clients use; tests may point it at a fault-injecting proxy.
     s3_endpoint: str | None = None
+    #: Flow runs forked from a preloaded warm-start server (infra/local/warmstart.py); False: cold.
+    warm_start: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -169,14 +176,42 @@ class Stack:
         )
         wait_http(f"{self.prefect_url}/api/health", "Prefect", self.root / "logs" / "prefect.log", timeout=180)
 
+    @property
+    def warm_socket(self) -> Path:
+        path = self.root / "warmstart.sock"
+        if len(str(path)) > 100:  # AF_UNIX paths are limited to 108 bytes
+            digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+            path = Path(tempfile.gettempdir()) / f"trip-duration-warm-{digest}.sock"
+        return path
+
+    def warm_command(self) -> str:
+        """The process pool's default command: the warm-start client, falling back to a cold start."""
+        return shlex.join([str(VENV_BIN / "python"), str(WARMSTART), "--socket", str(self.warm_socket),
+                           "-m", "prefect.engine"])
+
+    def process_template(self) -> Path:
+        """Prefect's process-pool template, its default command the warm start when enabled."""
+        path = self.root / "process-pool-template.json"
+        # From the CLI, not by importing Prefect here: Prefect reads its settings once, on import.
+        _run([str(VENV_BIN / "prefect"), "work-pool", "get-default-base-job-template", "--type", "process",
+              "--file", str(path)], {**os.environ, **self.env()})
+        template = json.loads(path.read_text())
+        template["variables"]["properties"]["command"]["default"] = self.warm_command() if self.warm_start else None
+        path.write_text(json.dumps(template, indent=2))
+        return path
+
     def create_pool(self, pool_type: str = "process", pool: str = POOL, template: Path | None = None) -> None:
-        """The work pool (optionally with a base job template) and its gpu/cpu queues (idempotent)."""
+        """The work pool (with a base job template) and its gpu/cpu queues (idempotent: updates the template)."""
         prefect = str(VENV_BIN / "prefect")
         env = {**os.environ, **self.env()}
+        if template is None and pool_type == "process":
+            template = self.process_template()
+        extra = ["--base-job-template", str(template)] if template else []
         listing = subprocess.run([prefect, "work-pool", "inspect", pool], env=env, capture_output=True)
         if listing.returncode != 0:
-            extra = ["--base-job-template", str(template)] if template else []
             _run([prefect, "work-pool", "create", pool, "--type", pool_type, *extra], env)
+        elif extra:
+            _run([prefect, "work-pool", "update", pool, *extra], env)
         for queue, limit in QUEUES.items():
             found = subprocess.run(
                 [prefect, "work-queue", "inspect", queue, "--pool", pool], env=env, capture_output=True
@@ -186,14 +221,29 @@ class Stack:
             else:
                 _run([prefect, "work-queue", "set-concurrency-limit", queue, str(limit), "--pool", pool], env)
 
+    def start_warm_server(self) -> None:
+        """The warm-start server the process pool's command talks to (see infra/local/warmstart.py)."""
+        pid_file, log = self._paths("warmstart")
+        if not running(pid_file):
+            self.warm_socket.unlink(missing_ok=True)  # left by a killed server
+        self.spawn("warmstart", [str(VENV_BIN / "python"), str(WARMSTART), "serve", "--socket", str(self.warm_socket)])
+        deadline = time.monotonic() + 120
+        while not self.warm_socket.exists():
+            if time.monotonic() > deadline or not running(self.root / "pids" / "warmstart.pid"):
+                tail = log.read_text()[-3000:] if log.exists() else "(no log)"
+                raise RuntimeError(f"the warm-start server did not start; last log lines:\n{tail}")
+            time.sleep(0.2)
+
     def start_workers(self, pool: str = POOL) -> None:
-        """One process worker per queue, polling every second so a run starts within seconds."""
+        """One process worker per queue, polling twice a second so a run starts within a second."""
+        if self.warm_start:
+            self.start_warm_server()
         for queue in QUEUES:
             self.spawn(
                 f"worker-{queue}",
                 [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool, "--work-queue", queue,
                  "--name", f"local-{queue}", "--type", "process"],
-                env={"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+                env={"PREFECT_WORKER_QUERY_SECONDS": "0.5", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
                      "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
             )
 
@@ -264,10 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("STACK_DIR", DEFAULT_DIR)))
     parser.add_argument("--no-prefect", action="store_true")
     parser.add_argument("--no-workers", action="store_true")
+    parser.add_argument("--cold", action="store_true", help="no warm-start server: each run a fresh interpreter")
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     if args.command == "up":
         stack = Stack.load(root) if (root / "stack.json").exists() else Stack(root=root)
+        stack.warm_start = not args.cold
         stack.up(prefect=not args.no_prefect, workers=not args.no_workers)
         print(f"stack up: S3 {stack.s3_url}  MLflow {stack.mlflow_url}  Prefect {stack.prefect_url}")
     elif args.command == "down":

@@ -56,6 +56,9 @@ def test_train_then_infer_through_the_workers(deployed):
     with get_client(sync_client=True) as prefect:
         artifact = prefect.read_latest_artifacts()
     assert {"training-report", "inference-summary"} <= {a.key for a in artifact}
+    for queue in ("gpu", "cpu"):  # both runs were forked by the warm-start server, none started cold
+        log = (deployed.root / "logs" / f"worker-{queue}.log").read_text()
+        assert "warm start: pid" in log and "warm start unavailable" not in log, log[-3000:]
 
 
 def test_s3_outage_during_inference_is_retried_and_leaves_no_partial_object(deployed):
