@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs image test-container demo down reset bench docs
+.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ chart: install ## render the Helm chart for every ci/*-values.yaml, validate eve
 
 jobs: install ## build the exact Job of each deployment into build/k8s/jobs and validate it
 	$(PYTEST) -q tests/k8s/test_jobs.py
+
+deploy: install ## check prefect.yaml, then `prefect deploy --all` to the server in PREFECT_API_URL
+	$(PY) -m infra.deployments check
+	.venv/bin/prefect --no-prompt deploy --all
 
 image: ## build the flow-run image (docker build)
 	docker build -t trip-duration:dev .
