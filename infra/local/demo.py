@@ -51,24 +51,29 @@ def write_months(stack: Stack, rows: int = 100_000) -> list[str]:
     return keys
 
 
-def run_and_wait(deployment: str, parameters: dict, timeout: float = 900) -> tuple[str, dict | None, str]:
-    """Start a deployment run and follow it, printing its progress; returns (state, result, run id)."""
+def run_and_wait(
+    deployment: str, parameters: dict, timeout: float = 900, job_variables: dict | None = None, quiet: bool = False
+) -> tuple[str, dict | None, str]:
+    """Start a deployment run and follow it, printing its progress unless ``quiet``;
+    returns (state, result, run id)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
 
-    run = run_deployment(deployment, parameters=parameters, timeout=0)
-    print(f"  {deployment}: flow run {run.name} ({run.id}) {parameters}", flush=True)
+    run = run_deployment(deployment, parameters=parameters, job_variables=job_variables, timeout=0)
+    if not quiet:
+        print(f"  {deployment}: flow run {run.name} ({run.id}) {parameters}", flush=True)
     started, last = time.monotonic(), None
     with get_client(sync_client=True) as client:
         while time.monotonic() - started < timeout:
             run = client.read_flow_run(run.id)
-            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-            done = sorted(t.name for t in tasks if t.state and t.state.is_completed())
-            line = f"{run.state.name}: {len(done)} task(s) done" + (f", last {done[-1]}" if done else "")
-            if line != last:
-                print(f"    [{time.monotonic() - started:5.1f}s] {line}", flush=True)
-                last = line
+            if not quiet:
+                tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+                done = sorted(t.name for t in tasks if t.state and t.state.is_completed())
+                line = f"{run.state.name}: {len(done)} task(s) done" + (f", last {done[-1]}" if done else "")
+                if line != last:
+                    print(f"    [{time.monotonic() - started:5.1f}s] {line}", flush=True)
+                    last = line
             if run.state.is_final():
                 result = None
                 if run.state.is_completed():
