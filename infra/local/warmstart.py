@@ -227,11 +227,7 @@ class Server:
             print(f"warm start server: request refused: {type(err).__name__}: {err}", flush=True)
             for fd in fds:
                 os.close(fd)
-            try:
-                conn.sendall(f"error {type(err).__name__}\n".encode())
-            except OSError:
-                pass
-            conn.close()
+            _reply_and_close(conn, f"error {type(err).__name__}")
             return None
         if pid == 0:  # the child: drop every server resource, take the client's stdio
             selector.close()
@@ -274,11 +270,16 @@ class Server:
             if conn is None:
                 continue
             selector.unregister(conn)
-            try:
-                conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
-            except OSError:
-                pass
-            conn.close()
+            _reply_and_close(conn, f"exit {os.waitstatus_to_exitcode(status)}")
+
+
+def _reply_and_close(conn: socket.socket, line: str) -> None:
+    """The server's last word to a client; a client already gone is not an error."""
+    try:
+        conn.sendall(f"{line}\n".encode())
+    except OSError:
+        pass
+    conn.close()
 
 
 def _kill_group(pid: int, signum: int) -> None:
