@@ -229,7 +229,7 @@ class Stack:
         self.spawn("warmstart", [str(VENV_BIN / "python"), str(WARMSTART), "serve", "--socket", str(self.warm_socket)])
         deadline = time.monotonic() + 120
         while not self.warm_socket.exists():
-            if time.monotonic() > deadline or not running(self.root / "pids" / "warmstart.pid"):
+            if time.monotonic() > deadline or not running(pid_file):
                 tail = log.read_text()[-3000:] if log.exists() else "(no log)"
                 raise RuntimeError(f"the warm-start server did not start; last log lines:\n{tail}")
             time.sleep(0.2)
