@@ -96,7 +96,10 @@ def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None =
                 timeout_seconds=IO_TIMEOUT_S if io_node and "train" not in node.name else COMPUTE_TIMEOUT_S,
                 cache_policy=NO_CACHE,
                 persist_result=False,
-                tags=[pipeline_name, "io" if io_node else "compute"],
+                # No tags: Prefect takes a tag-concurrency lease (a server write) before each tagged
+                # task run, and on the local stack's SQLite server that write is where runs stalled
+                # (2 s often, 60 s at worst: "database is locked"). The run name carries the pipeline.
+                # To cap S3 I/O across runs, tag the I/O nodes and `prefect concurrency-limit create`.
             )
             node_task(node, catalog, hook_manager, session.session_id)
         return catalog
