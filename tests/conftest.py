@@ -29,6 +29,10 @@ def reset_clients() -> None:
 
     get_settings.cache_clear()
     s3.client.cache_clear()
+    if "prefect.context" in sys.modules:  # Prefect reads its settings once, when first imported
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
 
 
 @contextlib.contextmanager

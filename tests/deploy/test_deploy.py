@@ -64,17 +64,27 @@ def test_infer_goes_to_the_cpu_queue_without_a_gpu(deployed):
 
 def test_code_is_pulled_from_s3_and_no_secret_is_stored(deployed, flow_stack):
     for deployment in (deployed["train"], deployed["infer"]):
-        (step,) = deployment.pull_steps
-        pull = step["prefect_aws.deployments.steps.pull_from_s3"]
-        assert pull["bucket"] == flow_stack.bucket and pull["folder"] == "code/trip-duration"
+        pull_step, unpack_step = deployment.pull_steps
+        pull = pull_step["prefect_aws.deployments.steps.pull_from_s3"]
+        assert pull["bucket"] == flow_stack.bucket and pull["folder"] == "code/trip-duration/bundle"
+        assert unpack_step["prefect.deployments.steps.run_shell_script"]["script"] == "tar -xzf code.tar.gz"
         dumped = yaml.safe_dump(deployment.model_dump(mode="json"))
         assert "AWS_SECRET_ACCESS_KEY" not in dumped and "testing" not in dumped
+    import io
+    import tarfile
+
     import boto3
 
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(
-        Bucket=flow_stack.bucket, Prefix="code/trip-duration/")["Contents"]]
-    assert "code/trip-duration/flows/training.py" in keys
-    assert not any("/.venv/" in k or "/tests/" in k for k in keys)
+    s3 = boto3.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=flow_stack.bucket, Prefix="code/trip-duration/")["Contents"]]
+    assert keys == ["code/trip-duration/bundle/code.tar.gz"]  # one object per deploy
+    body = s3.get_object(Bucket=flow_stack.bucket, Key=keys[0])["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        names = archive.getnames()
+        assert {m.uname for m in archive.getmembers()} == {""}
+    assert {"flows/training.py", "flows/kedro_tasks.py", "src/trip_duration/settings.py", "conf/base/catalog.yml",
+            "pyproject.toml"} <= set(names)
+    assert not [n for n in names if n.startswith((".venv/", "tests/", "build/", ".git/", "helm/")) or "__pycache__" in n]
 
 
 def test_misspelled_job_variable_is_caught_before_deploy(tmp_path, monkeypatch):

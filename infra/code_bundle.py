@@ -1,0 +1,57 @@
+"""The code a flow run pulls, as one archive: a `prefect deploy` push step.
+
+prefect-aws's `push_to_s3` uploads a folder file by file and `pull_from_s3` downloads every
+object under it, a HEAD and a GET each: ~45 objects for this project, 0.6-0.9 s of every run
+on the local stack and more against AWS. Packed first, a run fetches one object, and it is
+never a mix of two deploys' files (an S3 PUT is atomic; per-file uploads are not) nor a file
+deleted since. prefect.yaml:
+
+    push:  pack -> set_working_directory(bundle_dir) -> push_to_s3 -> set_working_directory(back)
+    pull:  pull_from_s3 -> run_shell_script "tar -xzf code.tar.gz"
+
+What goes in is exactly what `push_to_s3` would upload: the same `.prefectignore`, read by the
+same Prefect function.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+from pathlib import Path
+
+from prefect.utilities.filesystem import filter_files
+
+ARCHIVE = "code.tar.gz"
+
+
+def _anonymous(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""  # no deployer's user name in the bucket
+    return member
+
+
+def pack(bundle_dir: str = "build/code-bundle", ignore_file: str = ".prefectignore") -> dict[str, str]:
+    """Write ``bundle_dir/code.tar.gz`` from the current directory, minus ``ignore_file``'s patterns.
+
+    Returns ``bundle_dir`` and ``project_dir`` (absolute) for the steps that follow, and the
+    number of files packed.
+    """
+    project = Path.cwd()
+    ignore = project / ignore_file
+    patterns = [line.strip() for line in ignore.read_text().splitlines()] if ignore.exists() else []
+    included = sorted(
+        rel for rel in filter_files(str(project), patterns, include_dirs=False, as_posix=True)
+        if (project / rel).is_file()
+    )
+    if not included:
+        raise ValueError(f"nothing to pack in {project}: every file matches {ignore_file}; "
+                         "run `prefect deploy` from the project root")
+    out = (project / bundle_dir).resolve()
+    if out == project or project not in out.parents:
+        raise ValueError(f"bundle_dir {bundle_dir!r} must be a folder inside the project, e.g. build/code-bundle")
+    shutil.rmtree(out, ignore_errors=True)  # only the archive gets pushed from here
+    out.mkdir(parents=True)
+    with tarfile.open(out / ARCHIVE, "w:gz") as archive:
+        for rel in included:
+            archive.add(project / rel, arcname=rel, recursive=False, filter=_anonymous)
+    return {"bundle_dir": str(out), "project_dir": str(project), "files": str(len(included))}
