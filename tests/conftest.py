@@ -22,14 +22,15 @@ if str(ROOT) not in sys.path:
 from infra.local.stack import Stack, free_port  # noqa: E402
 
 
-def reset_clients() -> None:
-    """Forget cached settings and S3 clients after the environment changed."""
+def reset_clients(prefect: bool = False) -> None:
+    """Forget cached settings and S3 clients after the environment changed (and Prefect's
+    settings, which it reads once when first imported: a test may have imported it early)."""
     from trip_duration.config import get_settings
     from trip_duration.io import s3
 
     get_settings.cache_clear()
     s3.client.cache_clear()
-    if "prefect.context" in sys.modules:  # Prefect reads its settings once, when first imported
+    if prefect and "prefect.context" in sys.modules:
         from prefect.context import refresh_global_settings_context
 
         refresh_global_settings_context()
@@ -40,7 +41,7 @@ def stack_environment(stack: Stack) -> Iterator[Stack]:
     """Point this process's clients (boto3, MLflow, Prefect) at ``stack`` for a while."""
     saved = dict(os.environ)
     os.environ.update(stack.env())
-    reset_clients()
+    reset_clients(prefect=True)  # not on the way out: with no API URL Prefect would start a temporary server
     try:
         yield stack
     finally:
