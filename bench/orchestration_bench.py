@@ -48,8 +48,6 @@ def _logs(client, run_id) -> list[str]:
 
 
 def phases(run_id: str, ours: bool) -> dict[str, float]:
-    import time
-
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 

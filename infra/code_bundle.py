@@ -37,6 +37,9 @@ def pack(bundle_dir: str = "build/code-bundle", ignore_file: str = ".prefectigno
     number of files packed.
     """
     project = Path.cwd()
+    out = (project / bundle_dir).resolve()
+    if out == project or project not in out.parents:
+        raise ValueError(f"bundle_dir {bundle_dir!r} must be a folder inside the project, e.g. build/code-bundle")
     ignore = project / ignore_file
     patterns = [line.strip() for line in ignore.read_text().splitlines()] if ignore.exists() else []
     included = sorted(
@@ -46,9 +49,6 @@ def pack(bundle_dir: str = "build/code-bundle", ignore_file: str = ".prefectigno
     if not included:
         raise ValueError(f"nothing to pack in {project}: every file matches {ignore_file}; "
                          "run `prefect deploy` from the project root")
-    out = (project / bundle_dir).resolve()
-    if out == project or project not in out.parents:
-        raise ValueError(f"bundle_dir {bundle_dir!r} must be a folder inside the project, e.g. build/code-bundle")
     shutil.rmtree(out, ignore_errors=True)  # only the archive gets pushed from here
     out.mkdir(parents=True)
     with tarfile.open(out / ARCHIVE, "w:gz") as archive:
