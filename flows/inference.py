@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.kedro_tasks import run_pipeline
+from flows.parameters import DayParam, MonthParam
 from flows.schedule import logical_month
 from trip_duration import layout
 from trip_duration.config import get_settings
@@ -15,9 +16,9 @@ from trip_duration.io.datasets import resolve_batch
 
 @flow(name="inference", description="Score a batch of trips with the champion model.")
 def inference(
-    batch_month: str | None = None,
-    batch_start: str | None = None,
-    batch_end: str | None = None,
+    batch_month: MonthParam | None = None,
+    batch_start: DayParam | None = None,
+    batch_end: DayParam | None = None,
     reingest: bool = False,
 ) -> dict:
     """Without a batch, scores the month before the scheduled time. Months not yet validated

@@ -6,15 +6,16 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.kedro_tasks import run_pipeline
+from flows.parameters import DeviceParam, MonthParam
 from flows.schedule import logical_month
 from trip_duration.periods import Month
 
 
 @flow(name="training", description="Train on month M, validate on M+1, promote past the champion gate.")
 def training(
-    train_month: str | None = None,
-    valid_month: str | None = None,
-    device: str = "auto",
+    train_month: MonthParam | None = None,
+    valid_month: MonthParam | None = None,
+    device: DeviceParam = "auto",
 ) -> dict:
     """``train_month`` defaults to two months before the scheduled time, ``valid_month`` to the next one."""
     logger = get_run_logger()

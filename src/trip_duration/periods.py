@@ -8,6 +8,10 @@ from datetime import date, datetime
 
 from trip_duration.errors import ConfigError
 
+#: The accepted forms, as JSON-schema patterns too: the flows' parameter schemas carry them, so
+#: the Prefect server rejects ``train_month=banana`` when the run is created, not minutes later.
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+DAY_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
 

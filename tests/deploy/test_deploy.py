@@ -107,3 +107,34 @@ def test_missing_deploy_variable_names_its_default(monkeypatch):
     monkeypatch.setenv("PREFECT_WORK_POOL", "p")
     with pytest.raises(DeployCheckError, match="TRIP_DURATION_IMAGE is not set: export TRIP_DURATION_IMAGE=ghcr.io"):
         check()
+
+
+@pytest.mark.parametrize(
+    ("deployment", "parameters", "named"),
+    [
+        ("training/train", {"train_month": "banana"}, "train_month"),
+        ("training/train", {"train_month": "2023-13"}, "train_month"),
+        ("training/train", {"device": "tpu"}, "device"),
+        ("inference/infer", {"batch_start": "2023-02-30x", "batch_end": "2023-03-01"}, "batch_start"),
+        ("inference/infer", {"batch_month": "2023-3"}, "batch_month"),
+    ],
+)
+def test_bad_parameters_are_refused_when_the_run_is_created(deployed, deployment, parameters, named):
+    """The server checks the flows' parameter schema: no run is created for a malformed month."""
+    from prefect.client.orchestration import get_client
+
+    dep = deployed["train" if deployment.startswith("training") else "infer"]
+    with get_client(sync_client=True) as client:
+        before = len(client.read_flow_runs())
+        with pytest.raises(Exception, match=f"Validation failed for field '{named}'"):
+            client.create_flow_run_from_deployment(dep.id, parameters=parameters)
+        assert len(client.read_flow_runs()) == before  # refused at submit, nothing started
+
+
+def test_good_parameters_are_accepted_by_the_schema(deployed):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(
+            deployed["infer"].id, parameters={"batch_start": "2023-02-01", "batch_end": "2023-02-08"})
+        client.delete_flow_run(run.id)  # the k8s-test pool has no worker: only the check matters here
