@@ -1,5 +1,7 @@
 """Kedro project settings."""
 
+import warnings
+
 from kedro.config import OmegaConfigLoader
 
 from trip_duration.periods import Month
@@ -9,6 +11,10 @@ def _next_month(value: str | None) -> str | None:
     """``${next_month:2023-01}`` -> ``2023-02``; passes None through (parameter not set)."""
     return None if value in (None, "", "null") else str(Month.parse(value).next())
 
+
+# Kedro 1.7's OmegaConfigLoader calls OmegaConf.register_new_resolver, which omegaconf now marks
+# deprecated: four warnings per run that no user of this project can act on (Kedro's to change).
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

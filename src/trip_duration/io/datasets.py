@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def _month(value: str | None, param: str) -> Month:
     if value in (None, "", "null"):
-        raise ConfigError(f"run-time parameter {param} is not set: pass --params {param}=YYYY-MM")
+        raise ConfigError(f"parameter {param} is not set: set {param}=YYYY-MM (e.g. {param}=2023-01)")
     return Month.parse(value, key=param)
 
 
@@ -40,9 +40,13 @@ def resolve_batch(month: str | None, start: str | None, end: str | None) -> Date
         return DateRange.of_month(Month.parse(month, key="batch_month"))
     if start and end:
         return DateRange.parse(start, end)
-    raise ConfigError(
-        "no inference batch: pass --params batch_month=YYYY-MM or batch_start=YYYY-MM-DD,batch_end=YYYY-MM-DD"
-    )
+    if start or end:
+        have, missing = ("batch_start", "batch_end") if start else ("batch_end", "batch_start")
+        raise ConfigError(
+            f"{have}={start or end} is set but {missing} is not: set {missing}=YYYY-MM-DD too "
+            "(the batch is [batch_start, batch_end)), or set batch_month=YYYY-MM instead"
+        )
+    raise ConfigError("no inference batch: set batch_month=YYYY-MM, or batch_start and batch_end (YYYY-MM-DD)")
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
