@@ -131,14 +131,22 @@ class Stack:
         return sorted(p.stem for p in pids.glob("*.pid")) if pids.exists() else []
 
     # --- servers -------------------------------------------------------------------
+    @property
+    def s3_data(self) -> Path:
+        """Where the S3 server keeps buckets and objects (infra/local/s3server.py)."""
+        return self.root / "s3"
+
     def start_s3(self) -> None:
-        if not running(self._paths("s3")[0]) and not running(self._paths("mlflow")[0]):
-            # moto keeps objects in memory: a fresh S3 has none of the old model artifacts,
-            # so MLflow's registry and the model cache that point into it start over too.
-            (self.root / "mlflow.db").unlink(missing_ok=True)
+        if not self.s3_data.exists() and (self.root / "mlflow.db").exists() and not running(self._paths("s3")[0]):
+            # A state folder from before S3 persisted: its objects are gone, so the MLflow registry
+            # and model cache that point into them start over once, rather than serve dangling versions.
+            print(f"  {self.root} predates the persistent S3: its MLflow database pointed at objects that "
+                  "are gone; starting MLflow over (Prefect's run history is kept)", flush=True)
+            (self.root / "mlflow.db").unlink()
             shutil.rmtree(self.root / "model-cache", ignore_errors=True)
-        self.spawn("s3", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)])
-        wait_http(f"http://127.0.0.1:{self.s3_port}/moto-api/", "moto S3", self.root / "logs" / "s3.log")
+        self.spawn("s3", [str(VENV_BIN / "python"), "-m", "infra.local.s3server", "--host", "127.0.0.1",
+                          "--port", str(self.s3_port), "--data", str(self.s3_data)])
+        wait_http(f"http://127.0.0.1:{self.s3_port}/moto-api/", "S3 (moto)", self.root / "logs" / "s3.log")
 
     def create_bucket(self) -> None:
         import boto3
@@ -265,7 +273,10 @@ class Stack:
 
     def save(self) -> None:
         (self.root / "stack.json").write_text(json.dumps(asdict(self), default=str, indent=2))
-        lines = [f"export {k}={v!r}" for k, v in self.env().items()]
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
+        # The project's commands (prefect, mlflow, kedro, trip-duration, aws) first on PATH, once.
+        venv = shlex.quote(str(VENV_BIN))
+        lines.append(f'case ":$PATH:" in *:{venv}:*) ;; *) export PATH={venv}:"$PATH" ;; esac')
         (self.root / "env").write_text("\n".join(lines) + "\n")
 
     @classmethod
