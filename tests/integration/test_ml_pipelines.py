@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import boto3
 import pandas as pd
@@ -55,7 +56,27 @@ def test_first_training_registers_a_champion(trained):
     assert run.data.metrics["model_rmse"] < 0.9 * run.data.metrics["baseline_rmse"]
     assert {"baseline_mae", "model_mae"} <= set(run.data.metrics)
     assert run.data.tags["data.train_rows"] and run.data.params["train_month"] == "2023-01"
+    # MLflow's UI opens the experiment on its model-training view, not the GenAI one
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert "reports/promotion/train=2023-01/version=1.json" in _keys(trained, "reports/promotion/")
+
+
+def test_a_version_carries_explicit_requirements_and_no_lock_file(trained, tmp_path):
+    """Requirements are given to MLflow (no inference subprocess), and no 1.2 MB uv.lock per version."""
+    import mlflow
+
+    from trip_duration.io.registry import MODEL_REQUIREMENTS
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/trip-duration/1", dst_path=str(tmp_path)))
+    assert not (local / "uv.lock").exists() and not (local / "pyproject.toml").exists()
+    pinned = (local / "requirements.txt").read_text().split()
+    assert sorted(line.split("==")[0] for line in pinned) == sorted(MODEL_REQUIREMENTS)
+    assert all("==" in line for line in pinned)
+    loaded = mlflow.pyfunc.load_model(str(local))  # what any MLflow consumer does with it
+    from trip_duration.synth import generate_month
+
+    sample = generate_month("2023-01", rows=50, seed=3).to_pandas()
+    assert len(loaded.predict(sample)) == 50
 
 
 def test_a_worse_model_never_becomes_champion(trained):
