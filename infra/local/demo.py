@@ -21,8 +21,13 @@ TRAIN_MONTH, VALID_MONTH = "2023-01", "2023-02"
 SUMMARY = ROOT / "build" / "demo" / "summary.json"
 
 
+DEPLOYMENTS = ("training/train", "inference/infer")
+RESUME_HINT = "prefect deployment schedule resume --all"
+
+
 def deploy(stack: Stack, pool: str = "local") -> None:
-    """`prefect --no-prompt deploy --all` of the one prefect.yaml, after our own checks."""
+    """`prefect --no-prompt deploy --all` of the one prefect.yaml, after our own checks; then the
+    schedules are paused (see :func:`pause_schedules`)."""
     env = {**os.environ, **stack.env(), "PREFECT_WORK_POOL": pool, "TRIP_DURATION_IMAGE": "local-process"}
     for argv in (
         [str(VENV_BIN / "python"), "-m", "infra.deployments", "check"],
@@ -31,6 +36,25 @@ def deploy(stack: Stack, pool: str = "local") -> None:
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    pause_schedules()
+
+
+def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> int:
+    """Deactivate the deployments' schedules (Prefect then deletes the runs it had scheduled).
+
+    The local stack holds two synthetic months: a monthly `train` and a daily `infer` would fail on
+    every date without data. Runs started by hand are unaffected; `RESUME_HINT` turns them back on.
+    """
+    from prefect.client.orchestration import get_client
+
+    paused = 0
+    with get_client(sync_client=True) as client:
+        for name in deployments:
+            deployment = client.read_deployment_by_name(name)
+            for schedule in deployment.schedules:
+                client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+                paused += 1
+    return paused
 
 
 def write_months(stack: Stack, rows: int = 100_000) -> list[str]:
@@ -100,6 +124,7 @@ def registry_facts(stack: Stack, run_id: str) -> dict:
         experiment_ids=[e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.prefect_flow_run_id = '{run_id}'",
     )
+    facts["experiment_id"] = runs[0].info.experiment_id if runs else None
     if runs:
         run = runs[0]
         facts.update(baseline_rmse=run.data.metrics.get("baseline_rmse"), model_rmse=run.data.metrics.get("model_rmse"),
@@ -109,6 +134,16 @@ def registry_facts(stack: Stack, run_id: str) -> dict:
             facts["registered_version"] = int(versions[0].version)
             facts["promotion_decision"] = versions[0].tags.get("promotion.decision")
     return facts
+
+
+def mlflow_urls(stack: Stack, experiment_id: str | None) -> dict[str, str]:
+    """Deep links into MLflow's UI: the experiment's training runs and the registered model."""
+    from trip_duration.config import get_settings
+
+    urls = {"mlflow_model_url": f"{stack.mlflow_url}/#/models/{get_settings().model_name}"}
+    if experiment_id:
+        urls["mlflow_runs_url"] = f"{stack.mlflow_url}/#/experiments/{experiment_id}/runs"
+    return urls
 
 
 def inference_facts(stack: Stack, batch_month: str, model_version: int | None) -> dict:
@@ -159,19 +194,23 @@ def main() -> int:
         "raw_objects": raw,
         "prefect_ui": stack.prefect_url,
         "mlflow_ui": stack.mlflow_url,
+        **mlflow_urls(stack, trained.get("experiment_id")),
         "s3_endpoint": stack.s3_url,
         "state_dir": str(root),
     }
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
+    urls = mlflow_urls(stack, trained.get("experiment_id"))
     print(
-        f"\nPrefect UI  {stack.prefect_url}  (flow runs, task per Kedro node, artifacts)\n"
-        f"MLflow UI   {stack.mlflow_url}  (experiment trip-duration, model trip-duration@champion)\n"
-        f"S3 objects  AWS_ENDPOINT_URL_S3={stack.s3_url} aws s3 ls --recursive s3://{stack.bucket}/\n"
-        f"Environment source {root / 'env'}\n"
-        f"Stop it     make down\n"
-        f"Summary     {SUMMARY.relative_to(ROOT)}"
+        f"\nPrefect UI     {stack.prefect_url}  (flow runs, a task per Kedro node, artifacts)\n"
+        f"MLflow runs    {urls.get('mlflow_runs_url', stack.mlflow_url)}  (training runs: RMSE, params)\n"
+        f"MLflow model   {urls['mlflow_model_url']}  (versions, @champion)\n"
+        f"Shell          source {root / 'env'}   (then prefect, mlflow, kedro, aws s3 ls s3://{stack.bucket}/)\n"
+        f"Schedules      paused on the local stack (runs on dates without data would fail); "
+        f"resume: {RESUME_HINT}\n"
+        f"Stop it        make down   (state is kept in {root}; make reset deletes it)\n"
+        f"Summary        {SUMMARY.relative_to(ROOT)}"
     )
     ok = train_state == infer_state == "Completed"
     return 0 if ok else 1

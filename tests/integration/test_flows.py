@@ -79,3 +79,20 @@ def test_s3_outage_during_inference_is_retried_and_leaves_no_partial_object(depl
     rows = s3.get_object(Bucket=deployed.bucket, Key="reports/ingest/year=2023/month=03/rows.json")["Body"].read()
     assert len(frame) == pd.read_json(io.BytesIO(rows), typ="series")["rows_out"]
     assert not s3.list_multipart_uploads(Bucket=deployed.bucket).get("Uploads")
+
+
+def test_local_deploys_leave_schedules_paused_and_nothing_scheduled(deployed):
+    """The local stack has two synthetic months: no schedule may start runs on dates without data."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+    from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
+
+    with get_client(sync_client=True) as client:
+        for name in ("training/train", "inference/infer"):
+            schedules = client.read_deployment_by_name(name).schedules
+            assert schedules and not [s for s in schedules if s.active], name
+        scheduled = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train", "infer"])),
+        )
+        assert not [r for r in scheduled if r.auto_scheduled]
