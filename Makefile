@@ -1,7 +1,8 @@
 # The two promises of the README: `make demo` and `make test`, on a fresh machine with Python 3.11+.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# The bootstrap needs only this interpreter (standard library): Debian's and Ubuntu's python3 will do.
+PYTHON3 ?= python3
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 STACK_DIR ?= $(CURDIR)/.state
@@ -17,16 +18,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(UV):
-	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+# infra/bootstrap.py: the pinned uv (fetched and SHA-256-checked if missing), `uv sync --frozen`, then
+# bytecode with a running count (as in the image: every flow run is a fresh Python process, and
+# without .pyc files each one recompiles thousands of modules). UV=/path/to/uv uses your own uv.
+.venv/.synced: pyproject.toml uv.lock infra/bootstrap.py
+	@$(PYTHON3) infra/bootstrap.py
 
-# Bytecode is compiled at install, as in the image: every flow run is a fresh Python process,
-# and without .pyc files (PYTHONDONTWRITEBYTECODE is common) each one recompiles ~2,800 modules.
-.venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --compile-bytecode
-	@touch $@
-
-install: .venv/.synced ## install the locked environment with uv
+install: .venv/.synced ## install the locked environment (uv, fetched if missing) and compile bytecode
 
 test: install ## run the whole suite (unit, integration on real servers, deploy, charts, jobs; container if Docker runs)
 	$(PYTEST) -q
