@@ -15,10 +15,12 @@ same Prefect function.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tarfile
 from pathlib import Path
 
+import pathspec
 from prefect.utilities.filesystem import filter_files
 
 ARCHIVE = "code.tar.gz"
@@ -28,6 +30,27 @@ def _anonymous(member: tarfile.TarInfo) -> tarfile.TarInfo:
     member.uid = member.gid = 0
     member.uname = member.gname = ""  # no deployer's user name in the bucket
     return member
+
+
+def select_files(project: Path, patterns: list[str]) -> list[str]:
+    """The files Prefect's ``filter_files`` keeps (same GitIgnoreSpec), without walking ignored folders.
+
+    ``filter_files`` lists every file under the project first, .venv included: ~6 s per deploy, run
+    once per deployment. Pruning an ignored folder is exact when no ``!`` pattern can re-include
+    something inside it; with one, this falls back to ``filter_files`` itself.
+    """
+    if any(p.startswith("!") for p in patterns):
+        return sorted(rel for rel in filter_files(str(project), patterns, include_dirs=False, as_posix=True)
+                      if (project / rel).is_file())
+    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    kept = []
+    for folder, dirs, files in os.walk(project):
+        rel_folder = Path(folder).relative_to(project).as_posix()
+        prefix = "" if rel_folder == "." else f"{rel_folder}/"
+        dirs[:] = sorted(d for d in dirs if not spec.match_file(f"{prefix}{d}/"))
+        kept += [f"{prefix}{name}" for name in files
+                 if not spec.match_file(f"{prefix}{name}") and (Path(folder) / name).is_file()]
+    return sorted(kept)
 
 
 def pack(bundle_dir: str = "build/code-bundle", ignore_file: str = ".prefectignore") -> dict[str, str]:
@@ -42,10 +65,7 @@ def pack(bundle_dir: str = "build/code-bundle", ignore_file: str = ".prefectigno
         raise ValueError(f"bundle_dir {bundle_dir!r} must be a folder inside the project, e.g. build/code-bundle")
     ignore = project / ignore_file
     patterns = [line.strip() for line in ignore.read_text().splitlines()] if ignore.exists() else []
-    included = sorted(
-        rel for rel in filter_files(str(project), patterns, include_dirs=False, as_posix=True)
-        if (project / rel).is_file()
-    )
+    included = select_files(project, patterns)
     if not included:
         raise ValueError(f"nothing to pack in {project}: every file matches {ignore_file}; "
                          "run `prefect deploy` from the project root")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from infra.local.stack import DEFAULT_DIR, ROOT, VENV_BIN, Stack
+from infra.progress import run_streamed
 
 TRAIN_MONTH, VALID_MONTH = "2023-01", "2023-02"
 SUMMARY = ROOT / "build" / "demo" / "summary.json"
@@ -29,14 +29,22 @@ def deploy(stack: Stack, pool: str = "local") -> None:
     """`prefect --no-prompt deploy --all` of the one prefect.yaml, after our own checks; then the
     schedules are paused (see :func:`pause_schedules`)."""
     env = {**os.environ, **stack.env(), "PREFECT_WORK_POOL": pool, "TRIP_DURATION_IMAGE": "local-process"}
-    for argv in (
-        [str(VENV_BIN / "python"), "-m", "infra.deployments", "check"],
-        [str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all"],
+    for argv, what in (
+        ([str(VENV_BIN / "python"), "-m", "infra.deployments", "check"], "checking prefect.yaml"),
+        ([str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all"], "deploying"),
     ):
-        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+        code, output = run_streamed(argv, what, show=_deploy_progress, cwd=ROOT, env=env, indent="    ")
+        if code != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{output[-8000:]}")
     pause_schedules()
+
+
+def _deploy_progress(line: str) -> str | None:
+    """The lines of `prefect deploy` that say where it is: each deployment, step and result."""
+    text = line.strip("│ ╭╮╰╯─").strip()
+    if text.startswith(("Deploying ", "> Running ", "prefect.yaml:")) or "successfully created" in text:
+        return text
+    return None
 
 
 def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> int:

@@ -28,6 +28,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from infra.progress import heartbeat
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_DIR = ROOT / ".state"
@@ -308,13 +310,14 @@ def running(pid_file: Path) -> bool:
 
 def wait_http(url: str, what: str, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
-                    return
-        except OSError:
-            time.sleep(0.5)
+    with heartbeat(f"waiting for {what} to answer at {url}"):
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status < 500:
+                        return
+            except OSError:
+                time.sleep(0.5)
     tail = log.read_text()[-3000:] if log.exists() else "(no log)"
     raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f}s; last log lines:\n{tail}")
 

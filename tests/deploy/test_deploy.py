@@ -84,7 +84,7 @@ def test_code_is_pulled_from_s3_and_no_secret_is_stored(deployed, flow_stack):
         assert {m.uname for m in archive.getmembers()} == {""}
     assert {"flows/training.py", "flows/kedro_tasks.py", "src/trip_duration/settings.py", "conf/base/catalog.yml",
             "pyproject.toml"} <= set(names)
-    assert not [n for n in names if n.startswith((".venv/", "tests/", "build/", ".git/", "helm/")) or "__pycache__" in n]
+    assert not [n for n in names if n.startswith((".venv/", ".tools/", ".state/", "tests/", "build/", ".git/", "helm/")) or "__pycache__" in n]
 
 
 def test_misspelled_job_variable_is_caught_before_deploy(tmp_path, monkeypatch):

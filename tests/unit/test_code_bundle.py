@@ -67,3 +67,20 @@ def test_bad_bundle_dir_and_empty_selection_are_named(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="nothing to pack .* every file matches everything"):
         pack(ignore_file="everything")
 
+
+
+@pytest.mark.parametrize("extra", [[], ["!tests/keep_me.py"]])
+def test_selection_is_exactly_prefects_own_without_walking_ignored_folders(tmp_path, extra):
+    """select_files prunes ignored folders (a deploy no longer lists .venv) yet keeps what Prefect's
+    filter_files keeps, including with a negation pattern (where it defers to filter_files)."""
+    from prefect.utilities.filesystem import filter_files
+
+    from infra.code_bundle import select_files
+
+    project = _project(tmp_path)
+    (project / "tests" / "keep_me.py").write_text("kept\n")
+    patterns = [line.strip() for line in (project / ".prefectignore").read_text().splitlines()] + extra
+    expected = sorted(r for r in filter_files(str(project), patterns, include_dirs=False, as_posix=True)
+                      if (project / r).is_file())
+    assert select_files(project, patterns) == expected
+    assert ("tests/keep_me.py" in expected) == bool(extra)
