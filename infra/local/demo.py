@@ -173,9 +173,17 @@ def inference_facts(stack: Stack, batch_month: str, model_version: int | None) -
 
 def main() -> int:
     root = Path(os.environ.get("STACK_DIR", DEFAULT_DIR)).resolve()
-    stack = Stack.load(root) if (root / "stack.json").exists() else Stack(root=root)
+    try:
+        stack = Stack.for_user(root)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"starting the local stack under {root} ...", flush=True)
-    stack.up()
+    try:
+        stack.up()
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     os.environ.update(stack.env())
     print(f"  S3 {stack.s3_url} | MLflow {stack.mlflow_url} | Prefect {stack.prefect_url}", flush=True)
     print("writing two synthetic TLC months to raw/ ...", flush=True)

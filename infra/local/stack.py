@@ -35,6 +35,8 @@ VENV_BIN = Path(sys.executable).parent
 DEFAULT_DIR = ROOT / ".state"
 WARMSTART = ROOT / "infra" / "local" / "warmstart.py"
 POOL = "local"
+#: environment variable -> Stack field, for `make demo` on a machine where a default port is taken
+PORT_VARIABLES = {"STACK_S3_PORT": "s3_port", "STACK_MLFLOW_PORT": "mlflow_port", "STACK_PREFECT_PORT": "prefect_port"}
 QUEUES = {"gpu": 1, "cpu": 2}  # queue -> concurrency limit
 
 
@@ -146,6 +148,7 @@ class Stack:
                   "are gone; starting MLflow over (Prefect's run history is kept)", flush=True)
             (self.root / "mlflow.db").unlink()
             shutil.rmtree(self.root / "model-cache", ignore_errors=True)
+        self.check_port("s3", self.s3_port)
         self.spawn("s3", [str(VENV_BIN / "python"), "-m", "infra.local.s3server", "--host", "127.0.0.1",
                           "--port", str(self.s3_port), "--data", str(self.s3_data)])
         wait_http(f"http://127.0.0.1:{self.s3_port}/moto-api/", "S3 (moto)", self.root / "logs" / "s3.log")
@@ -159,6 +162,7 @@ class Stack:
 
     def start_mlflow(self) -> None:
         db = self.root / "mlflow.db"
+        self.check_port("mlflow", self.mlflow_port)
         self.spawn(
             "mlflow",
             [
@@ -175,6 +179,7 @@ class Stack:
         wait_http(f"{self.mlflow_url}/health", "MLflow", self.root / "logs" / "mlflow.log", timeout=120)
 
     def start_prefect(self) -> None:
+        self.check_port("prefect", self.prefect_port)
         self.spawn(
             "prefect",
             [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.prefect_port)],
@@ -287,6 +292,35 @@ class Stack:
         data["root"] = Path(data["root"])
         return cls(**data)
 
+    @classmethod
+    def for_user(cls, root: Path) -> Stack:
+        """The stack `make demo`/`make up` use: the saved one, else the defaults; STACK_S3_PORT,
+        STACK_MLFLOW_PORT and STACK_PREFECT_PORT move a server off a port another program holds."""
+        stack = cls.load(root) if (root / "stack.json").exists() else cls(root=root)
+        for name in PORT_VARIABLES:
+            value = os.environ.get(name)
+            if value:
+                if not value.isdigit() or not 0 < int(value) < 65536:
+                    raise RuntimeError(f"{name}={value!r} is not a port number: use e.g. {name}=9100")
+                setattr(stack, PORT_VARIABLES[name], int(value))
+        return stack
+
+    def check_port(self, name: str, port: int) -> None:
+        """Fail with the fix when another program holds ``port`` (this stack's server would not start)."""
+        if running(self._paths(name)[0]):
+            return
+        with socket.socket() as sock:
+            # as the servers do: a port whose last connections linger in TIME_WAIT is free to listen on
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                variable = next(k for k, v in PORT_VARIABLES.items() if v == f"{name}_port")
+                raise RuntimeError(
+                    f"port {port} on 127.0.0.1 is in use by another program, so the stack's {name} server cannot "
+                    f"start: stop that program, or choose another port, e.g. {variable}={port + 100} make demo"
+                ) from None
+
 
 def _moto_keys() -> dict[str, str]:
     return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
@@ -332,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     if args.command == "up":
-        stack = Stack.load(root) if (root / "stack.json").exists() else Stack(root=root)
+        stack = Stack.for_user(root)
         stack.warm_start = not args.cold
         stack.up(prefect=not args.no_prefect, workers=not args.no_workers)
         print(f"stack up: S3 {stack.s3_url}  MLflow {stack.mlflow_url}  Prefect {stack.prefect_url}")

@@ -167,3 +167,20 @@ def test_sourced_env_gives_prefect_mlflow_kedro_and_aws(restarted_stack):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "raw/yellow_tripdata_2023-01.parquet" in done.stdout  # aws reached the stack's S3 over HTTP
     assert "mlflow" in done.stdout.lower() and "kedro" in done.stdout.lower()
+
+
+def test_a_taken_port_is_named_with_the_variable_that_moves_it(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        monkeypatch.setenv("STACK_MLFLOW_PORT", str(taken))
+        stack = Stack.for_user(tmp_path)
+        assert stack.mlflow_port == taken
+        with pytest.raises(RuntimeError, match=f"port {taken} .* in use .* STACK_MLFLOW_PORT={taken + 100} make demo"):
+            stack.start_mlflow()
+    monkeypatch.setenv("STACK_S3_PORT", "nine-thousand")
+    with pytest.raises(RuntimeError, match="STACK_S3_PORT='nine-thousand' is not a port number"):
+        Stack.for_user(tmp_path)
