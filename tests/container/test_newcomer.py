@@ -77,12 +77,12 @@ def test_make_demo_on_a_stock_debian_with_only_python3(stock_image, tmp_path):
     script = " && ".join([
         "set -x",
         "! command -v pip3 && ! command -v uv && ! python3 -c 'import ensurepip'",  # stock: none of these
-        "make demo",
+        "time make demo",  # the first: bootstrap from an empty cache, stack start, both runs
         "source .state/env",
         "prefect version",
         "aws s3 ls s3://trip-duration/raw/",
         "make down",
-        "make demo",  # the stack's state survived make down: the same champion, a second version
+        "time make demo",  # the stack's state survived make down: the same champion, a second version
         "make test-unit",
     ])
     env = {"HOME": "/home/newcomer", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **ports}
