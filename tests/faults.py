@@ -64,8 +64,6 @@ class FlakyS3Proxy:
             self._conns.clear()
 
     def _outage(self) -> None:
-        self._close_listener()
-        self._drop_all()
         time.sleep(self.down_seconds)
         if not self._stop.is_set():
             self._listen()
@@ -96,6 +94,10 @@ class FlakyS3Proxy:
                     break
                 if from_client and self.trigger and not self.triggered.is_set() and self.trigger in data:
                     self.triggered.set()
+                    # S3 is gone before this call returns: no new connection is accepted and no pooled
+                    # keep-alive connection survives, so a client's immediate retry cannot slip through.
+                    self._close_listener()
+                    self._drop_all()
                     threading.Thread(target=self._outage, daemon=True).start()
                     return  # the request never reaches S3 whole
                 dst.sendall(data)

@@ -269,9 +269,11 @@ class Stack:
         self.start_mlflow()
         if prefect:
             self.start_prefect()
-            self.create_pool()
+            with heartbeat(f"creating work pool {POOL!r} and its queues ({', '.join(QUEUES)})"):
+                self.create_pool()
             if workers:
-                self.start_workers()
+                with heartbeat("starting the warm-start server (it imports the libraries once) and the workers"):
+                    self.start_workers()
         self.save()
 
     def down(self) -> None:

@@ -6,13 +6,13 @@ No image can be pulled here, so the base is a Debian bookworm made with debootst
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import put_month
+from tests.container.images import debootstrap_image, docker_ready, run
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_TAG = "trip-duration-test-base:bookworm"
@@ -22,52 +22,24 @@ POOL = "container"
 pytestmark = pytest.mark.container
 
 
-def _docker_ready() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker client on PATH"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "no Docker engine answers (start dockerd; .ci/run does)"
-    if shutil.which("debootstrap") is None and subprocess.run(
-        ["docker", "image", "inspect", BASE_TAG], capture_output=True).returncode != 0:
-        return "debootstrap is not installed (apt-get install debootstrap) and no test base image exists"
-    return None
-
-
-def _run(argv, **kwargs):
-    done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-    assert done.returncode == 0, f"{' '.join(map(str, argv))}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    reason = _docker_ready()
+    reason = docker_ready(BASE_TAG)
     if reason:
         pytest.skip(f"container test skipped: {reason}")
-    if subprocess.run(["docker", "image", "inspect", BASE_TAG], capture_output=True).returncode != 0:
-        rootfs = tmp_path_factory.mktemp("rootfs")
-        _run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,ca-certificates",
-              "bookworm", str(rootfs), "http://deb.debian.org/debian"])
-        bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-        if bundle.exists():  # the host's CA bundle, so HTTPS (PyPI) works from inside `docker build`
-            shutil.copy(bundle, rootfs / "etc/ssl/certs/ca-certificates.crt")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        _run(["docker", "import",
-              "--change", "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
-              "--change", "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-              "--change", "ENV PIP_BREAK_SYSTEM_PACKAGES=1",
-              "-", BASE_TAG], stdin=tar.stdout)
-        tar.wait()
-    _run(["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "-t", IMAGE_TAG, "."],
-         cwd=ROOT, timeout=1800)
-    size = int(_run(["docker", "image", "inspect", IMAGE_TAG, "--format", "{{.Size}}"]).stdout.strip())
+    debootstrap_image(BASE_TAG, "python3,python3-venv,python3-pip,ca-certificates", tmp_path_factory.mktemp("rootfs"),
+                      changes=("ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+                               "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt", "ENV PIP_BREAK_SYSTEM_PACKAGES=1"))
+    run(["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "-t", IMAGE_TAG, "."],
+        cwd=ROOT, timeout=1800)
+    size = int(run(["docker", "image", "inspect", IMAGE_TAG, "--format", "{{.Size}}"]).stdout.strip())
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "image-size.txt").write_text(f"{IMAGE_TAG} {size / 2**20:.0f} MiB (on the debootstrap base)\n")
     return IMAGE_TAG
 
 
 def test_image_runs_as_non_root_without_the_code(image):
-    out = _run(["docker", "run", "--rm", image, "sh", "-c", "id -u; ls /app | wc -l; python -c 'import xgboost, prefect_kubernetes, kedro, mlflow; print(xgboost.build_info()[\"USE_CUDA\"])'"]).stdout.split()
+    out = run(["docker", "run", "--rm", image, "sh", "-c", "id -u; ls /app | wc -l; python -c 'import xgboost, prefect_kubernetes, kedro, mlflow; print(xgboost.build_info()[\"USE_CUDA\"])'"]).stdout.split()
     assert out == ["10001", "0", "True"]  # non-root, no code baked in, CUDA-capable XGBoost
 
 
@@ -90,7 +62,7 @@ def test_a_flow_run_inside_the_container_pulls_code_trains_and_registers(image, 
     done = subprocess.run([*argv, image, "prefect", "flow-run", "execute"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     with get_client(sync_client=True) as client:
-        assert client.read_flow_run(run.id).state.is_completed()
+        assert client.read_flowrun(run.id).state.is_completed()
     runs = MlflowClient().search_runs(
         experiment_ids=[e.experiment_id for e in MlflowClient().search_experiments()],
         filter_string=f"tags.prefect_flow_run_id = '{run.id}'",

@@ -21,47 +21,28 @@ from pathlib import Path
 import pytest
 
 from infra.local.stack import free_port
+from tests.container.images import CA_BUNDLE, debootstrap_image, docker_ready, run
 
 ROOT = Path(__file__).resolve().parents[2]
 STOCK_TAG = "trip-duration-test-stock:bookworm"
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 #: what the README tells a Debian/Ubuntu user to install, and nothing else
 STOCK_PACKAGES = "python3,make,ca-certificates"
 
 pytestmark = pytest.mark.container
 
 
-def _run(argv, **kwargs):
-    done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-    assert done.returncode == 0, f"{' '.join(map(str, argv))}\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def stock_image(tmp_path_factory):
-    from tests.container.test_image import _docker_ready
-
-    reason = _docker_ready()
+    reason = docker_ready(STOCK_TAG)
     if reason:
         pytest.skip(f"newcomer test skipped: {reason}")
-    if subprocess.run(["docker", "image", "inspect", STOCK_TAG], capture_output=True).returncode != 0:
-        if shutil.which("debootstrap") is None:
-            pytest.skip("newcomer test skipped: debootstrap is not installed (apt-get install debootstrap)")
-        rootfs = tmp_path_factory.mktemp("stock")
-        _run(["debootstrap", "--variant=minbase", f"--include={STOCK_PACKAGES}", "bookworm", str(rootfs),
-              "http://deb.debian.org/debian"], timeout=1800)
-        _run(["chroot", str(rootfs), "useradd", "--create-home", "--uid", "1000", "--shell", "/bin/bash", "newcomer"])
-        if CA_BUNDLE.exists():
-            shutil.copy(CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        _run(["docker", "import", "-", STOCK_TAG], stdin=tar.stdout)
-        tar.wait()
-    return STOCK_TAG
+    return debootstrap_image(STOCK_TAG, STOCK_PACKAGES, tmp_path_factory.mktemp("stock"), chroot=(
+        ("useradd", "--create-home", "--uid", "1000", "--shell", "/bin/bash", "newcomer"),))
 
 
 def _checkout(dest: Path) -> Path:
     """What a clone of this commit holds: tracked files plus new ones git does not ignore."""
-    files = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT).stdout
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT).stdout
     for rel in filter(None, files.split("\0")):
         source = ROOT / rel
         if source.is_file():
@@ -72,7 +53,7 @@ def _checkout(dest: Path) -> Path:
 
 def test_make_demo_on_a_stock_debian_with_only_python3(stock_image, tmp_path):
     project = _checkout(tmp_path / "trip-duration")
-    _run(["chown", "-R", "1000:1000", str(tmp_path)])
+    run(["chown", "-R", "1000:1000", str(tmp_path)])
     ports = {"STACK_S3_PORT": free_port(), "STACK_MLFLOW_PORT": free_port(), "STACK_PREFECT_PORT": free_port()}
     script = " && ".join([
         "set -x",
