@@ -47,7 +47,7 @@ def _deploy_progress(line: str) -> str | None:
     return None
 
 
-def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> int:
+def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> None:
     """Deactivate the deployments' schedules (Prefect then deletes the runs it had scheduled).
 
     The local stack holds two synthetic months: a monthly `train` and a daily `infer` would fail on
@@ -55,14 +55,11 @@ def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> int:
     """
     from prefect.client.orchestration import get_client
 
-    paused = 0
     with get_client(sync_client=True) as client:
         for name in deployments:
             deployment = client.read_deployment_by_name(name)
             for schedule in deployment.schedules:
                 client.update_deployment_schedule(deployment.id, schedule.id, active=False)
-                paused += 1
-    return paused
 
 
 def write_months(stack: Stack, rows: int = 100_000) -> list[str]:
@@ -173,15 +170,11 @@ def inference_facts(stack: Stack, batch_month: str, model_version: int | None) -
 
 def main() -> int:
     root = Path(os.environ.get("STACK_DIR", DEFAULT_DIR)).resolve()
-    try:
-        stack = Stack.for_user(root)
-    except RuntimeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"starting the local stack under {root} ...", flush=True)
     try:
+        stack = Stack.for_user(root)
         stack.up()
-    except RuntimeError as err:
+    except RuntimeError as err:  # a taken port, a server that would not start: the message says which
         print(f"error: {err}", file=sys.stderr)
         return 2
     os.environ.update(stack.env())
@@ -195,6 +188,7 @@ def main() -> int:
     print("running infer on the cpu queue ...", flush=True)
     infer_state, _, infer_id = run_and_wait("inference/infer", {"batch_month": VALID_MONTH})
     trained = registry_facts(stack, train_id)
+    urls = mlflow_urls(stack, trained.get("experiment_id"))
     summary = {
         "train_flow_run_state": train_state,
         "infer_flow_run_state": infer_state,
@@ -210,14 +204,13 @@ def main() -> int:
         "raw_objects": raw,
         "prefect_ui": stack.prefect_url,
         "mlflow_ui": stack.mlflow_url,
-        **mlflow_urls(stack, trained.get("experiment_id")),
+        **urls,
         "s3_endpoint": stack.s3_url,
         "state_dir": str(root),
     }
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    urls = mlflow_urls(stack, trained.get("experiment_id"))
     print(
         f"\nPrefect UI     {stack.prefect_url}  (flow runs, a task per Kedro node, artifacts)\n"
         f"MLflow runs    {urls.get('mlflow_runs_url', stack.mlflow_url)}  (training runs: RMSE, params)\n"

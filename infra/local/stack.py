@@ -296,15 +296,21 @@ class Stack:
 
     @classmethod
     def for_user(cls, root: Path) -> Stack:
-        """The stack `make demo`/`make up` use: the saved one, else the defaults; STACK_S3_PORT,
-        STACK_MLFLOW_PORT and STACK_PREFECT_PORT move a server off a port another program holds."""
+        """The stack `make demo` and `python -m infra.local.stack up` use: the saved one, else the
+        defaults; STACK_S3_PORT, STACK_MLFLOW_PORT and STACK_PREFECT_PORT move a server off a port
+        another program holds (before it starts: a running server keeps its port until `make down`)."""
         stack = cls.load(root) if (root / "stack.json").exists() else cls(root=root)
-        for name in PORT_VARIABLES:
+        for name, field_name in PORT_VARIABLES.items():
             value = os.environ.get(name)
-            if value:
-                if not value.isdigit() or not 0 < int(value) < 65536:
-                    raise RuntimeError(f"{name}={value!r} is not a port number: use e.g. {name}=9100")
-                setattr(stack, PORT_VARIABLES[name], int(value))
+            if not value:
+                continue
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise RuntimeError(f"{name}={value!r} is not a port number: use e.g. {name}=9100")
+            server = field_name.removesuffix("_port")
+            if int(value) != getattr(stack, field_name) and running(stack._paths(server)[0]):
+                raise RuntimeError(f"the stack's {server} server is running on port {getattr(stack, field_name)}: "
+                                   f"run make down before moving it to {name}={value}")
+            setattr(stack, field_name, int(value))
         return stack
 
     def check_port(self, name: str, port: int) -> None:

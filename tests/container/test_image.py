@@ -62,7 +62,7 @@ def test_a_flow_run_inside_the_container_pulls_code_trains_and_registers(image, 
     done = subprocess.run([*argv, image, "prefect", "flow-run", "execute"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     with get_client(sync_client=True) as client:
-        assert client.read_flowrun(run.id).state.is_completed()
+        assert client.read_flow_run(run.id).state.is_completed()
     runs = MlflowClient().search_runs(
         experiment_ids=[e.experiment_id for e in MlflowClient().search_experiments()],
         filter_string=f"tags.prefect_flow_run_id = '{run.id}'",
