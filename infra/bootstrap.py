@@ -17,6 +17,7 @@ no ``--user`` install: PEP 668 refuses those). Steps, each saying what it does w
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -158,7 +159,7 @@ def ensure_uv() -> str:
     if digest != pinned:
         fail(f"{filename} downloaded with SHA-256 {digest}, expected {pinned}: refusing it (retry, or {INSTALL_HINT})")
     local.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=local.parent) as tmp, zipfile.ZipFile(_as_file(wheel, tmp)) as archive:
+    with tempfile.TemporaryDirectory(dir=local.parent) as tmp, zipfile.ZipFile(io.BytesIO(wheel)) as archive:
         member = next(n for n in archive.namelist() if n.endswith(".data/scripts/uv"))
         staged = Path(tmp) / "uv"
         staged.write_bytes(archive.read(member))
@@ -166,12 +167,6 @@ def ensure_uv() -> str:
         os.replace(staged, local)  # never a half-written uv at the path we look for
     say(f"  uv {UV_VERSION} -> {local.relative_to(ROOT)} (SHA-256 verified)")
     return str(local)
-
-
-def _as_file(data: bytes, folder: str) -> str:
-    path = Path(folder) / "uv.whl"
-    path.write_bytes(data)
-    return str(path)
 
 
 # --- 2. the locked environment ----------------------------------------------------------------------

@@ -80,9 +80,9 @@ class DiskStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(root / "index.sqlite3", check_same_thread=False, isolation_level=None)
         self.db.executescript(_SCHEMA)
-        #: what the store holds, by identity of moto's FakeKey objects (moto makes a new one per write)
+        #: what the store holds, per (account, bucket), by identity of moto's FakeKey objects
+        #: (moto makes a new one per write)
         self._known: dict[tuple[str, str], dict[str, Any]] = {}
-        self._regions: dict[tuple[str, str], str] = {}
 
     # --- start-up ------------------------------------------------------------------------
     def restore(self) -> tuple[int, int, int]:
@@ -93,7 +93,6 @@ class DiskStore:
         for account, name, region in buckets:
             backend = s3_backends[account]["aws"]
             backend.create_bucket(name, region)
-            self._regions[(account, name)] = region
             known = self._known.setdefault((account, name), {})
             rows = self.db.execute(
                 "SELECT key, blob, metadata, last_modified FROM objects WHERE account=? AND bucket=?",
@@ -127,7 +126,7 @@ class DiskStore:
             writes += [(account, bucket, key, fake) for key, fake in keys.items() if known.get(key) is not fake]
             deletes += [(account, bucket, key) for key in known.keys() - keys.keys()]
         gone_buckets = [ab for ab in self._known if ab not in live]
-        new_buckets = [(ab, region) for ab, (region, _) in live.items() if ab not in self._regions]
+        new_buckets = [(ab, region) for ab, (region, _) in live.items() if ab not in self._known]
         if not (writes or deletes or gone_buckets or new_buckets):
             return
         blobs = [self._write_blob(fake.value) for *_, fake in writes]  # durable before the commit
@@ -159,9 +158,7 @@ class DiskStore:
             self._known.get((account, bucket), {}).pop(key, None)
         for ab in gone_buckets:
             self._known.pop(ab, None)
-            self._regions.pop(ab, None)
-        for ab, region in new_buckets:
-            self._regions[ab] = region
+        for ab, _ in new_buckets:
             self._known.setdefault(ab, {})
 
     def _blob_of(self, account: str, bucket: str, key: str) -> list[str]:
