@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench docs
+.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-gpu docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ reset: down ## stop the stack and delete its state directory
 bench: install ## benchmarks vs the course baselines -> build/bench/*.json
 	$(PY) -m bench.ml_bench
 	$(PY) -m bench.orchestration_bench
+
+bench-gpu: install ## XGBoost CPU vs GPU (3M and 36M synthetic rows) and the pipeline on cuda -> build/bench/gpu.json
+	$(PY) -m bench.gpu_bench
 
 docs: install ## regenerate the chart's values table in its README
 	$(PY) -m infra.helm_docs
