@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-gpu docs
+.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-gpu cluster-up cluster-down cluster-status docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,15 @@ bench: install ## benchmarks vs the course baselines -> build/bench/*.json
 
 bench-gpu: install ## XGBoost CPU vs GPU (3M and 36M synthetic rows) and the pipeline on cuda -> build/bench/gpu.json
 	$(PY) -m bench.gpu_bench
+
+cluster-up: ## a real two-node Kubernetes here (cpu + GPU-labelled node), compiled from the Go module proxy; idempotent
+	@infra/cluster/cluster.sh up
+
+cluster-down: ## stop that cluster by PID (state kept; `infra/cluster/cluster.sh purge` deletes it)
+	@infra/cluster/cluster.sh down
+
+cluster-status: ## what runs, and the KUBECONFIG to use
+	@infra/cluster/cluster.sh status
 
 docs: install ## regenerate the chart's values table in its README
 	$(PY) -m infra.helm_docs
