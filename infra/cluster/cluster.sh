@@ -5,7 +5,7 @@
 #   infra/cluster/cluster.sh down      # `make cluster-down`: stop everything by PID (state kept)
 #   infra/cluster/cluster.sh purge     # down, then delete the cluster's state (binaries and Go caches stay)
 #   infra/cluster/cluster.sh status    # what runs; the KUBECONFIG line to use
-#   infra/cluster/cluster.sh import IMAGE...   # docker image -> both nodes' containerd
+#   infra/cluster/cluster.sh import [--node cpu|gpu] IMAGE...   # docker image -> the nodes' containerd
 #
 # What runs (every listener on 127.0.0.1 or on an address of the pod bridge, which exists only on
 # this machine: 10.88.0.1 for CoreDNS and the apiserver relay, 10.87.0.2/.3 for the two kubelets): etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy
@@ -478,16 +478,17 @@ status() {
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
-import_images() { # docker image -> containerd of each node (the gpu node gets only what tolerates its taint: all, simply)
-  [ $# -gt 0 ] || die "usage: $0 import IMAGE..."
-  local img n t0
+import_images() { # [--node cpu|gpu] IMAGE...: docker image -> containerd of the node(s)
+  local targets=("${NODES[@]}") img n t0
+  if [ "${1:-}" = --node ]; then targets=("$2"); shift 2; fi
+  [ $# -gt 0 ] || die "usage: $0 import [--node cpu|gpu] IMAGE..."
   for img in "$@"; do
     t0=$(date +%s)
-    for n in "${NODES[@]}"; do
+    for n in "${targets[@]}"; do
       running "containerd-$n" || die "containerd-$n is not running: $0 up first"
       docker save "$img" | ctr -a "$(ctrd_sock "$n")" -n k8s.io images import - >/dev/null
     done
-    log "imported $img into ${NODES[*]} in $(( $(date +%s)-t0 ))s"
+    log "imported $img into ${targets[*]} in $(( $(date +%s)-t0 ))s"
   done
 }
 

@@ -86,9 +86,13 @@ def test_server_mode_has_probes_auth_and_migrations():
     assert env["PREFECT_SERVER_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"]["name"] == "prefect-auth"
     assert env["PREFECT_SERVER_DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "prefect-db"
     assert env["PREFECT_UI_API_URL"]["value"] == "https://prefect.internal.example.com/api"
+    # migrations run in an init container, after the database answers: a pre-install hook Job would
+    # wait for a database Helm creates only after its pre-install hooks (a real install deadlocked)
+    init = server["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in init] == ["migrate"] and "prefect server database upgrade --yes" in init[0]["command"][2]
+    assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"]["value"] == "false"
     hooks = {d["metadata"]["name"]: d["metadata"]["annotations"]["helm.sh/hook"] for d in docs if d["kind"] == "Job"}
-    assert hooks["td-trip-duration-migrations"] == "pre-install,pre-upgrade"
-    assert hooks["td-trip-duration-work-pool"] == "post-install,post-upgrade"
+    assert hooks == {"td-trip-duration-work-pool": "post-install,post-upgrade"}
 
 
 def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
