@@ -84,3 +84,41 @@ def test_selection_is_exactly_prefects_own_without_walking_ignored_folders(tmp_p
                       if (project / r).is_file())
     assert select_files(project, patterns) == expected
     assert ("tests/keep_me.py" in expected) == bool(extra)
+
+
+def test_the_projects_allow_list_ships_only_what_a_run_needs_and_never_walks_the_rest(tmp_path, monkeypatch):
+    """The real .prefectignore: code, conf/base, logging, pyproject and uv.lock go; .env, Kedro's
+    conf/local credentials, a local cluster's state and anything new at the top stay home. The
+    walk never enters a folder that nothing can re-include (a local cluster holds container
+    filesystems), and the selection equals Prefect's own filter_files."""
+    import os
+    from pathlib import Path
+
+    from prefect.utilities.filesystem import filter_files
+
+    from infra import code_bundle
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / ".prefectignore").write_text((root / ".prefectignore").read_text())
+    for rel in ("flows/training.py", "src/pkg/__init__.py", "src/pkg/__pycache__/m.cpython-311.pyc",
+                "conf/base/catalog.yml", "conf/logging.yml", "conf/local/credentials.yml", "conf/test/x.yml",
+                "pyproject.toml", "uv.lock", ".env", "secrets.txt", ".cluster/nodes/cpu/rootfs/etc/passwd",
+                ".venv/lib/site.py", "tests/test_x.py", "README.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x\n")
+    patterns = (tmp_path / ".prefectignore").read_text().splitlines()
+    visited = []
+    real_walk = os.walk
+
+    def recording_walk(top, *args, **kwargs):
+        for folder, dirs, files in real_walk(top, *args, **kwargs):
+            visited.append(Path(folder).relative_to(tmp_path).as_posix())
+            yield folder, dirs, files
+
+    monkeypatch.setattr(code_bundle.os, "walk", recording_walk)
+    selected = code_bundle.select_files(tmp_path, patterns)
+    assert selected == ["conf/base/catalog.yml", "conf/logging.yml", "flows/training.py", "pyproject.toml",
+                        "src/pkg/__init__.py", "uv.lock"]
+    assert selected == sorted(r for r in filter_files(str(tmp_path), patterns, include_dirs=False, as_posix=True)
+                              if (tmp_path / r).is_file())
+    assert not [v for v in visited if v.startswith((".cluster", ".venv", "tests"))]
