@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-gpu cluster-up cluster-down cluster-status docs
+.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-gpu test-cluster cluster-up cluster-down cluster-status docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ bench: install ## benchmarks vs the course baselines -> build/bench/*.json
 
 bench-gpu: install ## XGBoost CPU vs GPU (3M and 36M synthetic rows) and the pipeline on cuda -> build/bench/gpu.json
 	$(PY) -m bench.gpu_bench
+
+test-cluster: install ## end-to-end on a real cluster (ours after `make cluster-up`, kind, or KUBECONFIG): install, deploy, train, infer, logs, upgrade, crash, uninstall
+	$(PYTEST) -q tests/cluster -rs
 
 cluster-up: ## a real two-node Kubernetes here (cpu + GPU-labelled node), compiled from the Go module proxy; idempotent
 	@infra/cluster/cluster.sh up

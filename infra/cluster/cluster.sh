@@ -6,6 +6,7 @@
 #   infra/cluster/cluster.sh purge     # down, then delete the cluster's state (binaries and Go caches stay)
 #   infra/cluster/cluster.sh status    # what runs; the KUBECONFIG line to use
 #   infra/cluster/cluster.sh import [--node cpu|gpu] IMAGE...   # docker image -> the nodes' containerd
+#   infra/cluster/cluster.sh volumes   # offer released local volumes again (wiped)
 #
 # What runs (every listener on 127.0.0.1 or on an address of the pod bridge, which exists only on
 # this machine: 10.88.0.1 for CoreDNS and the apiserver relay, 10.87.0.2/.3 for the two kubelets): etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy
@@ -198,6 +199,8 @@ clusterDomain: cluster.local
 clusterDNS: [$POD_GW]
 resolvConf: /etc/resolv.conf
 staticPodPath: $N/manifests
+# two kubelets: each keeps its own pod logs (a shared /var/log/pods gets swept by the other's GC)
+podLogsDir: $N/pod-logs
 serializeImagePulls: false
 evictionHard: {memory.available: "200Mi", nodefs.available: "3%", imagefs.available: "3%"}
 imageGCHighThresholdPercent: 100
@@ -478,17 +481,31 @@ status() {
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
+normalise() { # docker's short names as containerd stores them
+  local r=$1
+  case "${r%%/*}" in *.*|*:*|localhost) ;; *) case "$r" in */*) r=docker.io/$r ;; *) r=docker.io/library/$r ;; esac ;; esac
+  echo "$r"
+}
 import_images() { # [--node cpu|gpu] IMAGE...: docker image -> containerd of the node(s)
   local targets=("${NODES[@]}") img n t0
   if [ "${1:-}" = --node ]; then targets=("$2"); shift 2; fi
   [ $# -gt 0 ] || die "usage: $0 import [--node cpu|gpu] IMAGE..."
   for img in "$@"; do
     t0=$(date +%s)
+    local id stamp done_on=()
+    id=$(docker image inspect "$img" --format '{{.Id}}') || die "no docker image $img: build it first"
     for n in "${targets[@]}"; do
       running "containerd-$n" || die "containerd-$n is not running: $0 up first"
+      # the same image (by Docker's id) already imported, and still there: nothing to do
+      stamp=$C/nodes/$n/imported/$(echo "$img" | tr '/:' '__')
+      if [ "$(cat "$stamp" 2>/dev/null)" = "$id" ] && \
+         ctr -a "$(ctrd_sock "$n")" -n k8s.io images ls -q | grep -qx "$(normalise "$img")"; then continue; fi
       docker save "$img" | ctr -a "$(ctrd_sock "$n")" -n k8s.io images import - >/dev/null
+      mkdir -p "$(dirname "$stamp")"; echo "$id" >"$stamp"; done_on+=("$n")
     done
-    log "imported $img into ${targets[*]} in $(( $(date +%s)-t0 ))s"
+    if [ ${#done_on[@]} -eq 0 ]; then log "$img already on ${targets[*]}"; continue; fi
+    targets_done="${done_on[*]}"
+    log "imported $img into $targets_done in $(( $(date +%s)-t0 ))s"
   done
 }
 
@@ -498,5 +515,6 @@ case "${1:-}" in
   purge) purge ;;
   status) status ;;
   import) shift; import_images "$@" ;;
-  *) echo "usage: $0 up|down|purge|status|import IMAGE..." >&2; exit 2 ;;
+  volumes) storage ;;
+  *) echo "usage: $0 up|down|purge|status|volumes|import [--node cpu|gpu] IMAGE..." >&2; exit 2 ;;
 esac

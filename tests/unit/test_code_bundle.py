@@ -101,7 +101,8 @@ def test_the_projects_allow_list_ships_only_what_a_run_needs_and_never_walks_the
     root = Path(__file__).resolve().parents[2]
     (tmp_path / ".prefectignore").write_text((root / ".prefectignore").read_text())
     for rel in ("flows/training.py", "src/pkg/__init__.py", "src/pkg/__pycache__/m.cpython-311.pyc",
-                "conf/base/catalog.yml", "conf/logging.yml", "conf/local/credentials.yml", "conf/test/x.yml",
+                "conf/base/catalog.yml", "conf/logging.yml", "conf/local/credentials.yml", "conf/local/.gitkeep",
+                "conf/test/x.yml",
                 "pyproject.toml", "uv.lock", ".env", "secrets.txt", ".cluster/nodes/cpu/rootfs/etc/passwd",
                 ".venv/lib/site.py", "tests/test_x.py", "README.md"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ def test_the_projects_allow_list_ships_only_what_a_run_needs_and_never_walks_the
 
     monkeypatch.setattr(code_bundle.os, "walk", recording_walk)
     selected = code_bundle.select_files(tmp_path, patterns)
-    assert selected == ["conf/base/catalog.yml", "conf/logging.yml", "flows/training.py", "pyproject.toml",
+    assert selected == ["conf/base/catalog.yml", "conf/local/.gitkeep", "conf/logging.yml", "flows/training.py", "pyproject.toml",
                         "src/pkg/__init__.py", "uv.lock"]
     assert selected == sorted(r for r in filter_files(str(tmp_path), patterns, include_dirs=False, as_posix=True)
                               if (tmp_path / r).is_file())
