@@ -186,7 +186,10 @@ def wait_final(env: dict, run_id: str, timeout: float = 900) -> dict:
     raise AssertionError(f"flow run {run_id} not final after {timeout}s: {run['state']}")
 
 
-def job_of(cluster: Cluster, run_id: str) -> dict:
+def job_of(cluster: Cluster, run_id: str, finished: bool = True) -> dict:
+    if finished:  # Prefect marks the run Completed before the container exits and the Job completes
+        cluster.kubectl("wait", "--for=condition=Complete", "job", "-l", f"prefect.io/flow-run-id={run_id}",
+                        "--timeout=180s")
     jobs = cluster.json("get", "jobs", "-l", f"prefect.io/flow-run-id={run_id}")["items"]
     assert len(jobs) == 1, f"expected one Job for flow run {run_id}, found {len(jobs)}"
     return jobs[0]
@@ -331,6 +334,8 @@ def test_a_pod_deleted_mid_run_ends_crashed_and_a_rerun_completes(cluster, insta
 
 def test_uninstall_leaves_only_the_documented_leftovers(cluster, installed, trained):
     cluster.sh("helm", "uninstall", RELEASE, "-n", cluster.ns, "--wait", "--timeout", "5m")
+    # the controllers' pods go after their owners (garbage collection, then the grace period)
+    cluster.kubectl("wait", "--for=delete", "pod", "-l", f"app.kubernetes.io/instance={RELEASE}", "--timeout=180s")
     left = {(o["kind"], o["metadata"]["name"]) for o in cluster.json("get", "all,secret,configmap,pvc,sa,role,rolebinding")["items"]}
     ours = {(kind, name) for kind, name in left if FULL in name or name.startswith(RELEASE + "-")}
     # README, Deploy to Kubernetes > Uninstall: the database's volume and its password are kept on
