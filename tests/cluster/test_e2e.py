@@ -317,17 +317,39 @@ def test_upgrade_updates_the_pool_template_keeps_the_data_and_runs_still_complet
     assert job_of(cluster, run_id)["spec"]["ttlSecondsAfterFinished"] == 1800
 
 
-def test_a_pod_deleted_mid_run_ends_crashed_and_a_rerun_completes(cluster, installed, trained):
-    run_id = run_deployment(installed, "inference/infer", {"batch_month": "2023-02"})
+def _history(env: dict, run_id: str) -> list[tuple[str, str]]:
+    states = api(env, "GET", f"/flow_run_states/?flow_run_id={run_id}")
+    return [(st["type"], st["name"]) for st in sorted(states, key=lambda st: st["timestamp"])]
+
+
+def test_a_pod_deleted_mid_run_is_rescheduled_and_completes_in_a_new_job(cluster, installed, trained):
+    """A drain or eviction deletes the pod (SIGTERM): prefect-kubernetes sets
+    PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule in every Job, so the run goes back to
+    AwaitingRetry, the worker submits a new Job, and it completes: never Running forever."""
+    run_id = run_deployment(installed, "training/train", {"train_month": "2023-01"}, SMALL)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        pods = cluster.json("get", "pods", "-l", f"prefect.io/flow-run-id={run_id}")["items"]
-        if pods and pods[0]["status"].get("phase") == "Running":
-            break
-        time.sleep(1)
+    while api(installed, "GET", f"/flow_runs/{run_id}")["state"]["type"] != "RUNNING":
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.5)
     cluster.kubectl("delete", "pod", "-l", f"prefect.io/flow-run-id={run_id}", "--wait=false")
     final = wait_final(installed, run_id, timeout=600)
-    assert final["state"]["type"] == "CRASHED", final["state"]
+    history = _history(installed, run_id)
+    assert final["state"]["type"] == "COMPLETED", history
+    assert ("SCHEDULED", "AwaitingRetry") in history and [t for t, _ in history].count("RUNNING") == 2, history
+    jobs = cluster.json("get", "jobs", "-l", f"prefect.io/flow-run-id={run_id}")["items"]
+    assert len(jobs) == 2, [j["metadata"]["name"] for j in jobs]
+
+
+def test_a_pod_killed_hard_ends_crashed_and_a_rerun_completes(cluster, installed, trained):
+    """A hard kill gives Prefect no SIGTERM to react to (here: the kernel's OOM killer, as a pod over
+    its memory limit meets it): the worker sees the Job fail and marks the run Crashed."""
+    run_id = run_deployment(installed, "inference/infer", {"batch_month": "2023-02"},
+                            {"memory_request": "64Mi", "memory_limit": "64Mi"})
+    final = wait_final(installed, run_id, timeout=600)
+    assert final["state"]["type"] == "CRASHED", _history(installed, run_id)
+    pod = pod_of(cluster, run_id)
+    reason = pod["status"]["containerStatuses"][0]["state"].get("terminated", {}).get("reason")
+    assert reason == "OOMKilled", pod["status"]
     rerun = run_deployment(installed, "inference/infer", {"batch_month": "2023-02"})
     assert wait_final(installed, rerun)["state"]["type"] == "COMPLETED"
 
