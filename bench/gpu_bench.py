@@ -217,10 +217,9 @@ def _pipeline(rows: int, devices: tuple[str, ...] = ("cuda", "cpu")) -> dict:
     subprocess.run([python, "-m", "infra.local.stack", "up", "--no-prefect", "--dir", str(stack_dir)],
                    cwd=ROOT, env=env, check=True)
     try:
-        for line in (stack_dir / "env").read_text().splitlines():
-            if line.startswith("export "):
-                key, _, value = line[len("export "):].partition("=")
-                env[key] = value.strip("'\"")
+        from infra.local.stack import Stack
+
+        env.update(Stack.load(stack_dir).env())
         kedro = [python, "-m", "kedro"]  # `kedro run` as in the README
         subprocess.run([python, "-c", "from trip_duration.console import main; main()", "generate", "--month", "2023-03", "--months", "2", "--rows", str(rows)],
                        cwd=ROOT, env=env, check=True)

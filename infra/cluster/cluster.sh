@@ -9,7 +9,8 @@
 #   infra/cluster/cluster.sh volumes   # offer released local volumes again (wiped)
 #
 # What runs (every listener on 127.0.0.1 or on an address of the pod bridge, which exists only on
-# this machine: 10.88.0.1 for CoreDNS and the apiserver relay, 10.87.0.2/.3 for the two kubelets): etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy
+# this machine: 10.88.0.1 for CoreDNS and the apiserver relay, 10.87.0.2/.3 for the two kubelets):
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy
 # (iptables), CoreDNS, and two nodes, each a kubelet with its own containerd:
 #   trip-duration-cpu   where everything runs that does not ask for a GPU
 #   trip-duration-gpu   labelled and tainted as a GPU node of a cloud cluster is
@@ -350,11 +351,9 @@ ready() {
   # the GPU node, as a cloud GPU node pool presents it (GKE/EKS label, NVIDIA device plugin's taint
   # and extended resource); kubelet keeps an extended resource it was told about in node status
   local gpu; gpu=$(node_name gpu)
-  kc label node "$gpu" nvidia.com/gpu.present=true trip-duration.dev/node-kind=gpu --overwrite >/dev/null
+  KUBECONFIG=$KUBECONFIG_FILE "$HERE/gpu-node.sh" "$gpu" >/dev/null
+  kc label node "$gpu" trip-duration.dev/node-kind=gpu --overwrite >/dev/null
   kc label node "$(node_name cpu)" trip-duration.dev/node-kind=cpu --overwrite >/dev/null
-  kc taint node "$gpu" nvidia.com/gpu=present:NoSchedule --overwrite >/dev/null
-  kc patch node "$gpu" --subresource=status --type=json \
-    -p '[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"1"}]' >/dev/null
   waitfor "nvidia.com/gpu in allocatable" 60 sh -c \
     "kubectl --kubeconfig '$KUBECONFIG_FILE' get node '$gpu' -o jsonpath='{.status.allocatable.nvidia\.com/gpu}' | grep -qx 1"
   waitfor "default serviceaccount" 60 kc get sa default -n default

@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from infra.local.stack import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 OURS = ROOT / ".cluster"
@@ -123,9 +125,7 @@ class Forward:
     """kubectl port-forward to a Service, on a free local port."""
 
     def __init__(self, cluster: Cluster, service: str, port: int) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.proc = subprocess.Popen(["kubectl", "-n", cluster.ns, "port-forward", f"svc/{service}", f"{self.port}:{port}"],
                                      env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60

@@ -1,9 +1,9 @@
 #!/bin/bash
-# gpu-node.sh - make a kind worker look like a cloud GPU node, as `make cluster-up` does for ours:
+# gpu-node.sh - make a node look like a cloud GPU node (`make cluster-up` runs it for ours; for kind:
 # the NVIDIA device plugin's taint, the node label, and the extended resource nvidia.com/gpu (in
-# node status, as Kubernetes documents for extended resources). kind has no GPU behind it: the
+# node status, as Kubernetes documents for extended resources). No GPU is behind it: the
 # train Job schedules for real, and XGBoost's device=auto falls back to CPU and logs it.
-#   kind create cluster --config infra/kind/cluster.yaml && infra/kind/gpu-node.sh
+#   kind create cluster --config infra/kind/cluster.yaml && infra/cluster/gpu-node.sh
 set -euo pipefail
 NODE=${1:-$(kubectl get nodes -l nvidia.com/gpu.present=true -o jsonpath='{.items[0].metadata.name}')}
 [ -n "$NODE" ] || { echo "gpu-node.sh: no node labelled nvidia.com/gpu.present=true (see infra/kind/cluster.yaml)" >&2; exit 1; }
