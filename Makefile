@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-gpu test-cluster cluster-up cluster-down cluster-status docs
+.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-cluster bench-gpu test-cluster cluster-up cluster-down cluster-status docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ reset: down ## stop the stack and delete its state directory
 bench: install ## benchmarks vs the course baselines -> build/bench/*.json
 	$(PY) -m bench.ml_bench
 	$(PY) -m bench.orchestration_bench
+	@$(PY) -m bench.cluster_bench; rc=$$?; if [ $$rc -eq 2 ]; then echo "bench: cluster part skipped: no cluster answers (make cluster-up)"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
+
+bench-cluster: install ## infer as a Job on the cluster vs the course flow deployed the same way -> build/bench/cluster.json
+	$(PY) -m bench.cluster_bench $(ARGS)
 
 bench-gpu: install ## XGBoost CPU vs GPU (3M and 36M synthetic rows) and the pipeline on cuda -> build/bench/gpu.json
 	$(PY) -m bench.gpu_bench

@@ -80,7 +80,7 @@ pkg() { case $1 in
   *) echo "k8s.io/kubernetes/cmd/$1" ;; esac; }
 pkgs=(); for p in "${missing[@]}"; do pkgs+=("$(pkg "$p")"); done
 [ ${#pkgs[@]} -eq 0 ] && for p in "${PROGRAMS[@]}"; do pkgs+=("$(pkg "$p")"); done
-log "compiling ${#pkgs[@]} programs with $(nproc) cores (cold Go cache: 20-35 min on 2 cores; warm: seconds)"
+log "compiling ${#pkgs[@]} programs with $(nproc) cores (cold Go cache: ~10-12 min on 2 cores; warm: seconds)"
 # one `go build` for all of them: its scheduler keeps every core busy across the programs' packages
 t0=$(date +%s)
 (

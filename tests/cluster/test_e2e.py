@@ -2,36 +2,32 @@
 
 Runs against our own cluster (`make cluster-up`, picked up from .cluster/ when it answers), a kind
 cluster, or any cluster KUBECONFIG points at whose nodes hold the images (see values-images.yaml).
-In a fresh namespace: helm install --wait with the chart's defaults plus image overrides; make
-deploy from this machine through port-forwards; train on the GPU-labelled node and infer on the
-cpu node as Kubernetes Jobs; the README's kubectl logs recipes; helm upgrade; a pod deleted
-mid-run; helm uninstall and its documented leftovers.
+The README's block "A real cluster on this machine" is run as written by bash -euo pipefail
+(infra/cluster/kube.py: only the namespace, a fresh one, and the local ports of the port-forwards
+change): helm install --wait with the chart's defaults plus image overrides, make deploy from this
+machine, two synthetic months, train on the GPU-labelled node and infer on the cpu node as
+Kubernetes Jobs, kubectl logs. Then the README's other recipes (logs by flow run, the worker's
+logs, upgrade, uninstall and its leftovers) and what a reviewer checks: where each Job ran, what
+it asked for, what it wrote; a pod deleted mid-run; a pod killed hard.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
-import socket
-import subprocess
 import time
-import uuid
-from pathlib import Path
 
-import httpx
 import pytest
 
-from infra.local.stack import free_port
+from infra.cluster.kube import (FULL, README, RELEASE, Cluster, Forward, ReadmeRun, api, find, load_images, localise,
+                                pause_schedules, readme_block, run_deployment, wait_final)
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-OURS = ROOT / ".cluster"
-RELEASE = "td"
-FULL = f"{RELEASE}-trip-duration"
+ROOT = README.parent
 BUCKET = "trip-duration"
 IMAGE = "trip-duration:test"
-KEYS = {"AWS_ACCESS_KEY_ID": "e2e-test-key", "AWS_SECRET_ACCESS_KEY": "e2e-test-secret-not-a-secret"}
 # the test node has 2 CPUs: the train deployment's 4-CPU / 16 GiB request would never schedule
 # (prefect.yaml keeps the production sizes; a run overrides them, as the README shows)
 SMALL = {"cpu_request": "500m", "memory_request": "2Gi"}
@@ -39,47 +35,12 @@ SMALL = {"cpu_request": "500m", "memory_request": "2Gi"}
 pytestmark = pytest.mark.cluster
 
 
-class Cluster:
-    def __init__(self, kubeconfig: str, kind: str, bin_dir: Path | None) -> None:
-        self.kubeconfig, self.kind = kubeconfig, kind
-        path = f"{bin_dir}{os.pathsep}" if bin_dir else ""
-        self.env = {**os.environ, "KUBECONFIG": kubeconfig, "PATH": f"{path}{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-        self.ns = f"td-e2e-{uuid.uuid4().hex[:6]}"
-
-    def sh(self, *argv: str, timeout: float = 900, check: bool = True, **kwargs) -> str:
-        done = subprocess.run(argv, capture_output=True, text=True, env=kwargs.pop("env", self.env),
-                              timeout=timeout, cwd=kwargs.pop("cwd", ROOT), **kwargs)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} -> {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
-        return done.stdout
-
-    def kubectl(self, *argv: str, **kwargs) -> str:
-        return self.sh("kubectl", "-n", self.ns, *argv, **kwargs)
-
-    def json(self, *argv: str) -> dict:
-        return json.loads(self.kubectl(*argv, "-o", "json"))
-
-
-def _answers(kubeconfig: str) -> bool:
-    kubectl = shutil.which("kubectl", path=f"{OURS / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    if not kubectl or not Path(kubeconfig).exists():
-        return False
-    return subprocess.run([kubectl, "--kubeconfig", kubeconfig, "get", "--raw", "/readyz"],
-                          capture_output=True, timeout=20).returncode == 0
-
-
 def _find_cluster() -> Cluster:
-    ours = str(OURS / "etc" / "admin.kubeconfig")
-    if os.environ.get("KUBECONFIG") and _answers(os.environ["KUBECONFIG"]):
-        config = os.environ["KUBECONFIG"]
-        context = subprocess.run(["kubectl", "--kubeconfig", config, "config", "current-context"],
-                                 capture_output=True, text=True).stdout.strip()
-        kind = "ours" if Path(config).resolve() == Path(ours).resolve() else ("kind" if context.startswith("kind-") else "other")
-        return Cluster(config, kind, OURS / "bin" if kind == "ours" else None)
-    if _answers(ours):
-        return Cluster(ours, "ours", OURS / "bin")
+    found = find("td-e2e")
+    if found is not None:
+        return found
     if os.environ.get("TRIP_DURATION_REQUIRE_CLUSTER") == "1":  # .ci/run brought one up: it must answer
-        pytest.fail(f"TRIP_DURATION_REQUIRE_CLUSTER=1 but no cluster answers (KUBECONFIG or {ours})")
+        pytest.fail("TRIP_DURATION_REQUIRE_CLUSTER=1 but no cluster answers (KUBECONFIG or .cluster/etc/admin.kubeconfig)")
     pytest.skip("Kubernetes end-to-end skipped: no cluster answers (run `make cluster-up`, or point KUBECONFIG "
                 "at a cluster; .ci/run brings ours up, so CI always runs it)")
 
@@ -87,22 +48,19 @@ def _find_cluster() -> Cluster:
 def _images(cluster: Cluster) -> None:
     from infra.cluster import images
 
-    reason = images.docker_ready(images.BASE)
     if cluster.kind == "other":
         if os.environ.get("TRIP_DURATION_E2E_IMAGES") != "present":
             pytest.skip("Kubernetes end-to-end skipped: this cluster is neither ours nor kind, so the test cannot put "
                         "its images on the nodes; load trip-duration:test, trip-duration-test/postgres:15 and "
                         "trip-duration-test/s3:moto there, then set TRIP_DURATION_E2E_IMAGES=present")
         return
+    reason = images.docker_ready(images.BASE)
     if reason:
         pytest.fail(f"a cluster answers but the images cannot be built: {reason}")
-    images.build_all()
-    if cluster.kind == "ours":
-        images.import_all()
-        cluster.sh(str(ROOT / "infra" / "cluster" / "cluster.sh"), "volumes")  # released volumes offered again
+    if cluster.kind == "ours":  # the README's block builds and imports them; released volumes offered again
+        cluster.sh(str(ROOT / "infra" / "cluster" / "cluster.sh"), "volumes")
     else:
-        for tag in images.ALL:
-            cluster.sh("kind", "load", "docker-image", tag, "--name", os.environ.get("KIND_CLUSTER_NAME", "trip-duration"))
+        load_images(cluster)
 
 
 @pytest.fixture(scope="module")
@@ -111,79 +69,65 @@ def cluster():
     if shutil.which("helm", path=found.env["PATH"]) is None:
         pytest.skip("Kubernetes end-to-end skipped: no helm on PATH (make cluster-up builds one into .cluster/bin)")
     _images(found)
-    found.sh("kubectl", "create", "namespace", found.ns)
     try:
-        found.kubectl("apply", "-f", str(HERE / "s3.yaml"))
-        found.kubectl("rollout", "status", "deploy/s3", "--timeout=300s")
         yield found
     finally:
         found.sh("helm", "uninstall", RELEASE, "-n", found.ns, "--wait", "--timeout", "5m", check=False)
         found.sh("kubectl", "delete", "namespace", found.ns, "--wait=true", "--timeout=300s", check=False)
 
 
-class Forward:
-    """kubectl port-forward to a Service, on a free local port."""
-
-    def __init__(self, cluster: Cluster, service: str, port: int) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(["kubectl", "-n", cluster.ns, "port-forward", f"svc/{service}", f"{self.port}:{port}"],
-                                     env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.5)
-        raise AssertionError(f"port-forward to {service} did not open: {self.proc.stdout.read() if self.proc.poll() is not None else ''}")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+@pytest.fixture(scope="module")
+def readme(cluster, tmp_path_factory):
+    """The README's block, run as written (namespace and local ports aside)."""
+    run = ReadmeRun(cluster, tmp_path_factory.mktemp("readme") / "readme-block.log")
+    try:
+        run.run()
+        print(f"README block: {run.seconds:.0f}s")
+        yield run
+    finally:
+        run.close()
 
 
 @pytest.fixture(scope="module")
-def installed(cluster):
-    """`helm install --wait` with the chart's defaults, the image overrides and the test's S3."""
-    started = time.monotonic()
-    cluster.sh("helm", "install", RELEASE, str(ROOT / "helm" / "trip-duration"), "-n", cluster.ns, "--wait",
-               "--timeout", "10m", "-f", str(HERE / "values-images.yaml"), "--set", f"s3.bucket={BUCKET}",
-               "--set", "s3.endpoint=http://s3:9000", "--set", "s3.existingSecret=s3-credentials")
-    print(f"helm install --wait: {time.monotonic() - started:.0f}s")
-    forwards = {name: Forward(cluster, svc, port) for name, svc, port in (
-        ("prefect", f"{FULL}-server", 4200), ("s3", "s3", 9000), ("mlflow", f"{FULL}-mlflow", 5000))}
-    env = {**cluster.env, **KEYS, "AWS_DEFAULT_REGION": "us-east-1",
-           "PREFECT_API_URL": f"http://127.0.0.1:{forwards['prefect'].port}/api",
-           "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{forwards['s3'].port}",
-           "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{forwards['mlflow'].port}",
-           "PREFECT_WORK_POOL": "trip-duration", "TRIP_DURATION_BUCKET": BUCKET, "TRIP_DURATION_IMAGE": IMAGE}
+def installed(cluster, readme):
+    """The README's exports (API, S3 through its port-forwards), plus MLflow for the checks."""
+    env = readme.env()
+    pause_schedules(env, "training/train", "inference/infer")  # only our runs run from here on
+    mlflow = Forward(cluster, f"{FULL}-mlflow", 5000)
     try:
-        yield env
+        yield {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow.port}"}
     finally:
-        for forward in forwards.values():
-            forward.close()
+        mlflow.close()
 
 
-def api(env: dict, method: str, path: str, **kwargs):
-    response = httpx.request(method, env["PREFECT_API_URL"] + path, timeout=30, **kwargs)
-    response.raise_for_status()
-    return response.json() if response.content else None
+@pytest.fixture(scope="module")
+def deployed(installed):
+    """What `make deploy` and `trip-duration generate` left in the cluster's S3."""
+    import boto3  # noqa: PLC0415
+
+    s3 = boto3.client("s3", endpoint_url=installed["AWS_ENDPOINT_URL_S3"], region_name=installed["AWS_DEFAULT_REGION"],
+                      aws_access_key_id=installed["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=installed["AWS_SECRET_ACCESS_KEY"])
+    assert s3.head_object(Bucket=BUCKET, Key="code/trip-duration/bundle/code.tar.gz")["ContentLength"] > 0
+    return s3
 
 
-def run_deployment(env: dict, name: str, parameters: dict, job_variables: dict | None = None) -> str:
-    deployment = api(env, "GET", f"/deployments/name/{name}")
-    run = api(env, "POST", f"/deployments/{deployment['id']}/create_flow_run",
-              json={"parameters": parameters, "job_variables": job_variables or {}})
-    return run["id"]
+def _readme_run(readme: ReadmeRun, installed: dict, deployment: str) -> str:
+    """The flow run the README's block created for ``deployment``."""
+    ids = [i for i in readme.flow_run_ids()
+           if api(installed, "GET", f"/deployments/{api(installed, 'GET', f'/flow_runs/{i}')['deployment_id']}")["name"]
+           == deployment]
+    assert len(ids) == 1, f"the README's block should create one {deployment} run: {readme.flow_run_ids()}"
+    return ids[0]
 
 
-def wait_final(env: dict, run_id: str, timeout: float = 900) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api(env, "GET", f"/flow_runs/{run_id}")
-        if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-            return run
-        time.sleep(3)
-    raise AssertionError(f"flow run {run_id} not final after {timeout}s: {run['state']}")
+@pytest.fixture(scope="module")
+def trained(cluster, readme, installed, deployed):
+    run_id = _readme_run(readme, installed, "train")
+    run = wait_final(installed, run_id)
+    logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={run_id}", "--tail=-1", check=False)
+    assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{logs[-5000:]}"
+    return run_id
 
 
 def job_of(cluster: Cluster, run_id: str, finished: bool = True) -> dict:
@@ -199,6 +143,13 @@ def pod_of(cluster: Cluster, run_id: str) -> dict:
     pods = cluster.json("get", "pods", "-l", f"prefect.io/flow-run-id={run_id}")["items"]
     assert pods, f"no pod for flow run {run_id}"
     return pods[0]
+
+
+def _readme_commands(pattern: str) -> list[str]:
+    """Commands quoted in the README's prose (`...`) that match ``pattern``."""
+    found = [c for c in re.findall(r"`([^`\n]+)`", README.read_text()) if re.match(pattern, c)]
+    assert found, f"the README quotes no command matching {pattern!r}"
+    return found
 
 
 def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
@@ -221,34 +172,6 @@ def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
     assert queues["gpu"]["concurrency_limit"] == 1 and queues["cpu"]["concurrency_limit"] == 10
 
 
-@pytest.fixture(scope="module")
-def deployed(cluster, installed):
-    """`make deploy` from this machine (the README's commands), schedules paused so only our runs run."""
-    cluster.sh("aws", "s3", "mb", f"s3://{BUCKET}", env=installed)
-    out = cluster.sh("make", "deploy", env=installed, timeout=600)
-    assert "prefect deployment run 'training/train'" in out or "training/train" in out
-    for name in ("training/train", "inference/infer"):
-        deployment = api(installed, "GET", f"/deployments/name/{name}")
-        for schedule in deployment["schedules"]:
-            api(installed, "PATCH", f"/deployments/{deployment['id']}/schedules/{schedule['id']}", json={"active": False})
-    import boto3  # noqa: PLC0415
-
-    s3 = boto3.client("s3", endpoint_url=installed["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                      aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"], aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"])
-    assert s3.head_object(Bucket=BUCKET, Key="code/trip-duration/bundle/code.tar.gz")["ContentLength"] > 0
-    cluster.sh("trip-duration", "generate", "--month", "2023-01", "--months", "2", "--rows", "50000", env=installed)
-    return s3
-
-
-@pytest.fixture(scope="module")
-def trained(cluster, installed, deployed):
-    run_id = run_deployment(installed, "training/train", {"train_month": "2023-01"}, SMALL)
-    run = wait_final(installed, run_id)
-    logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={run_id}", "--tail=-1", check=False)
-    assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{logs[-5000:]}"
-    return run_id
-
-
 def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, installed, trained):
     job = job_of(cluster, trained)
     spec = job["spec"]["template"]["spec"]
@@ -256,6 +179,8 @@ def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, inst
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    # the README's `-jv cpu_request=500m -jv memory_request=2Gi` reached the Job
+    assert (container["resources"]["requests"]["cpu"], container["resources"]["requests"]["memory"]) == ("500m", "2Gi")
     assert job["status"].get("succeeded") == 1
     pod = pod_of(cluster, trained)
     node = cluster.sh("kubectl", "get", "node", pod["spec"]["nodeName"], "-o", "json")
@@ -270,8 +195,8 @@ def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, inst
     assert "training XGBoost on cpu (training.device=auto)" in logs
 
 
-def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, installed, deployed, trained):
-    run_id = run_deployment(installed, "inference/infer", {"batch_month": "2023-02"})
+def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, readme, installed, deployed, trained):
+    run_id = _readme_run(readme, installed, "infer")
     run = wait_final(installed, run_id)
     assert run["state"]["type"] == "COMPLETED", run["state"]
     job = job_of(cluster, run_id)
@@ -281,34 +206,41 @@ def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, 
     pod = pod_of(cluster, run_id)
     if cluster.kind == "ours":
         assert pod["spec"]["nodeName"] == "trip-duration-cpu"
-    listed = deployed.list_objects_v2(Bucket=BUCKET, Prefix="predictions/")["Contents"]
-    assert any(o["Key"].endswith(".parquet") for o in listed)
-    import io
-
     import pyarrow.parquet as pq
 
-    key = next(o["Key"] for o in listed if o["Key"].endswith(".parquet") and "month=02" in o["Key"])
-    scored = pq.read_table(io.BytesIO(deployed.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
-    validated = next(o["Key"] for o in deployed.list_objects_v2(Bucket=BUCKET, Prefix="validated/")["Contents"]
-                     if "month=02" in o["Key"])
-    expected = pq.read_table(io.BytesIO(deployed.get_object(Bucket=BUCKET, Key=validated)["Body"].read())).num_rows
-    assert scored.num_rows == expected
+    def rows(prefix: str) -> int:
+        listed = [o["Key"] for o in deployed.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+                  if o["Key"].endswith(".parquet") and "month=02" in o["Key"]]
+        assert len(listed) == 1, f"expected one month=02 parquet under {prefix}: {listed}"
+        return pq.read_table(io.BytesIO(deployed.get_object(Bucket=BUCKET, Key=listed[0])["Body"].read())).num_rows
+
+    validated = rows("validated/")
+    assert validated > 90_000  # the README's `trip-duration generate` writes 100 000 trips a month
+    assert rows("predictions/") == validated
 
 
-def test_the_readmes_kubectl_logs_recipes_show_the_kedro_nodes(cluster, installed, trained):
-    by_run = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={trained}", "--tail=-1")
-    by_deployment = cluster.kubectl("logs", "-l", "prefect.io/deployment-name=train", "--tail=-1")
-    for logs in (by_run, by_deployment):
-        assert "Running node: train_model" in logs or "train_model" in logs
-        assert "Completed node" in logs or "Finished in state Completed" in logs
-    worker = cluster.kubectl("logs", f"deploy/{FULL}-worker-gpu")
-    assert trained in worker
+def test_the_readmes_kubectl_logs_recipes_show_the_kedro_nodes(cluster, readme, installed, trained):
+    # the block's last command: logs by deployment
+    tail = readme.output.rsplit("UUID:", 1)[1]
+    assert "Running node: train_model" in tail or "train_model" in tail, tail[-3000:]
+    # "Logs with kubectl": each recipe as written, for this namespace and this run
+    recipes = localise(readme_block("Logs with `kubectl`"), cluster.ns).replace("<flow-run-id>", trained)
+    outputs = {}
+    for line in recipes.splitlines():
+        command = line.split("#", 1)[0].strip()
+        if command:
+            outputs[line.split("#", 1)[1].strip()] = cluster.sh("bash", "-c", command)
+    assert set(outputs) == {"by deployment", "by flow run", "the gpu worker"}, outputs.keys()
+    for name in ("by deployment", "by flow run"):
+        assert "train_model" in outputs[name] and "Completed" in outputs[name], outputs[name][-3000:]
+    assert trained in outputs["the gpu worker"]
 
 
 def test_upgrade_updates_the_pool_template_keeps_the_data_and_runs_still_complete(cluster, installed, trained):
     before = api(installed, "GET", f"/flow_runs/{trained}")
-    cluster.sh("helm", "upgrade", RELEASE, str(ROOT / "helm" / "trip-duration"), "-n", cluster.ns, "--reuse-values",
-               "--set", "workPool.jobDefaults.finishedJobTtl=1800", "--wait", "--timeout", "10m")
+    (upgrade,) = _readme_commands(r"helm upgrade ")  # `helm upgrade td helm/trip-duration -n ml --reuse-values ...`
+    cluster.sh("bash", "-c", localise(upgrade.replace(" ...", ""), cluster.ns)
+               + " --set workPool.jobDefaults.finishedJobTtl=1800 --wait --timeout 10m")
     pool = api(installed, "GET", "/work_pools/trip-duration")
     assert pool["base_job_template"]["variables"]["properties"]["finished_job_ttl"]["default"] == 1800
     assert api(installed, "GET", f"/flow_runs/{trained}")["state"]["type"] == before["state"]["type"] == "COMPLETED"
@@ -355,16 +287,27 @@ def test_a_pod_killed_hard_ends_crashed_and_a_rerun_completes(cluster, installed
 
 
 def test_uninstall_leaves_only_the_documented_leftovers(cluster, installed, trained):
-    cluster.sh("helm", "uninstall", RELEASE, "-n", cluster.ns, "--wait", "--timeout", "5m")
+    (uninstall,) = _readme_commands(r"helm uninstall ")  # README, Deploy to Kubernetes > Uninstall
+    cluster.sh("bash", "-c", localise(uninstall, cluster.ns))
     # the controllers' pods go after their owners (garbage collection, then the grace period)
     cluster.kubectl("wait", "--for=delete", "pod", "-l", f"app.kubernetes.io/instance={RELEASE}", "--timeout=180s")
-    left = {(o["kind"], o["metadata"]["name"]) for o in cluster.json("get", "all,secret,configmap,pvc,sa,role,rolebinding")["items"]}
-    ours = {(kind, name) for kind, name in left if FULL in name or name.startswith(RELEASE + "-")}
-    # README, Deploy to Kubernetes > Uninstall: the database's volume and its password are kept on
-    # purpose; flow-run Jobs (created by the workers, not by Helm) go when finishedJobTtl expires
-    assert ours == {("PersistentVolumeClaim", f"data-{FULL}-postgresql-0"), ("Secret", f"{FULL}-postgresql")}, ours
-    leftover_jobs = [n for k, n in left if k == "Job"]
-    assert all(cluster.json("get", "job", n)["metadata"]["labels"].get("app.kubernetes.io/managed-by") == "prefect"
-               for n in leftover_jobs)
-    cluster.kubectl("delete", "pvc", f"data-{FULL}-postgresql-0")
-    cluster.kubectl("delete", "secret", f"{FULL}-postgresql")
+
+    def ours() -> set[tuple[str, str]]:
+        left = cluster.json("get", "all,secret,configmap,pvc,sa,role,rolebinding")["items"]
+        return {(o["kind"], o["metadata"]["name"]) for o in left
+                if FULL in o["metadata"]["name"] or o["metadata"]["name"].startswith(RELEASE + "-")
+                or o["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "prefect"}
+
+    # the database's volume and its password are kept on purpose; flow-run Jobs (created by the
+    # workers, not by Helm, with their pods) go when finishedJobTtl expires
+    left = ours()
+    assert {(k, n) for k, n in left if k not in ("Job", "Pod")} == {
+        ("PersistentVolumeClaim", f"data-{FULL}-postgresql-0"), ("Secret", f"{FULL}-postgresql")}, left
+    assert any(k == "Job" for k, _ in left)
+    # the README's commands to drop everything
+    for command in _readme_commands(r"kubectl -n ml delete "):
+        cluster.sh("bash", "-c", localise(command, cluster.ns))
+    deadline = time.monotonic() + 120
+    while ours() and time.monotonic() < deadline:  # the Jobs' pods go after them
+        time.sleep(2)
+    assert not ours(), ours()
