@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+from pathlib import Path
 
 import boto3
 import mlflow
 import pandas as pd
 from prefect import flow, task
+
+# Deployed on a cluster, the project's bundle is unpacked beside this file: the registered model
+# unpickles trip_duration's classes, so its src/ must be importable (locally it is installed).
+if Path("src/trip_duration").is_dir() and str(Path("src").resolve()) not in sys.path:
+    sys.path.insert(0, str(Path("src").resolve()))
 
 
 @task(name="read_batch", retries=3, retry_delay_seconds=5)
