@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-cluster bench-gpu test-cluster cluster-up cluster-down cluster-status docs
+.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-cluster bench-images bench-gpu test-cluster cluster-up cluster-down cluster-status docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench: install ## benchmarks vs the course baselines -> build/bench/*.json
 
 bench-cluster: install ## infer as a Job on the cluster vs the course flow deployed the same way -> build/bench/cluster.json
 	$(PY) -m bench.cluster_bench $(ARGS)
+
+bench-images: install ## the image as built vs a CPU-only variant (no CUDA XGBoost, no NCCL) -> build/bench/images.json
+	$(PY) -m bench.image_bench
 
 bench-gpu: install ## XGBoost CPU vs GPU (3M and 36M synthetic rows) and the pipeline on cuda -> build/bench/gpu.json
 	$(PY) -m bench.gpu_bench

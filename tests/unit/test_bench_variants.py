@@ -20,3 +20,17 @@ def test_the_variant_is_our_dockerfile_plus_one_step_after_the_locked_sync():
 def test_a_dockerfile_without_the_sync_step_is_refused():
     with pytest.raises(AssertionError, match="uv sync"):
         variant_dockerfile("FROM x\nRUN pip install .\n", "3.2.0")
+
+
+def test_readme_image_figures_are_the_measured_ones():
+    import json
+
+    report = json.loads((ROOT / "bench" / "results" / "images-ours.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**Images (`make bench-images`"):]
+    sizes = report["image_mib"]
+    built, variant = sizes["as built (CUDA XGBoost + NCCL)"], sizes["cpu variant (xgboost-cpu, no NCCL)"]
+    assert f"{variant:,} MiB against\n{built:,} MiB".replace(",", " ") in section
+    assert f"{report['ratio_cpu_variant_over_as_built']:.2f}× (a {report['saving'] * 100:.0f} % saving" in section
+    assert report["goal_saving_at_least_40_percent"] is False and "one image still serves every pod" in section
+    assert "nvidia" not in report["largest_packages_mib"]["cpu variant"]
