@@ -101,3 +101,74 @@ def test_ingest_pipeline_on_an_in_memory_catalog(month):
     validated, report = catalog.load("validated_trips"), catalog.load("rows_report")
     assert len(validated) == report["rows_out"] > 4_000
     assert len(catalog.load("rejected_rows")) == report["rows_rejected"]
+
+
+def _with(table: pa.Table, name: str, values) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
+
+
+def test_null_zone_ids_are_row_problems_not_a_mistyped_file(month):
+    ids = month["PULocationID"].to_pylist()
+    ids[:3] = [None, None, None]
+    trips, report = check_schema(_raw(_with(month, "PULocationID", pa.array(ids, pa.int64()))), PARAMS)
+    assert report["ok"], report["problems"]
+    validated, rejected, rows = filter_rows(trips, report, PARAMS)
+    assert rows["rejected_by_rule"]["missing_value"] == 3
+    assert validated["PULocationID"].dtype == "int64"  # what downstream always saw
+    assert rows["rows_out"] + rows["rows_rejected"] == len(month) == len(validated) + len(rejected)
+
+
+def test_non_finite_distances_are_filtered_and_counted(month):
+    distance = month["trip_distance"].to_pylist()
+    distance[:2] = [float("inf"), float("nan")]
+    distance[2] = float("-inf")
+    trips, report = check_schema(_raw(_with(month, "trip_distance", pa.array(distance, pa.float64()))), PARAMS)
+    validated, rejected, rows = filter_rows(trips, report, PARAMS)
+    assert rows["rejected_by_rule"]["non_finite_value"] == 2 and rows["rejected_by_rule"]["missing_value"] == 1
+    assert validated["trip_distance"].map(lambda v: v == v and abs(v) != float("inf")).all()
+    assert set(rejected["rejection_reason"].head(3)) == {"missing_value", "non_finite_value"}
+
+
+def test_zoned_timestamps_become_new_york_local_time(month):
+    # the same instants, written with a zone (UTC): converted back to New York local time
+    zoned = month
+    for name in ("tpep_pickup_datetime", "tpep_dropoff_datetime"):
+        local = month[name].to_pandas().dt.tz_localize("America/New_York", ambiguous="NaT", nonexistent="NaT")
+        zoned = _with(zoned, name, pa.array(local.dt.tz_convert("UTC"), pa.timestamp("us", tz="UTC")))
+    trips, report = check_schema(_raw(zoned), PARAMS)
+    assert report["ok"], report["problems"]
+    plain, _ = check_schema(_raw(month), PARAMS)
+    assert trips["tpep_pickup_datetime"].dt.tz is None
+    same = trips["tpep_pickup_datetime"].notna()
+    assert (trips.loc[same, "tpep_pickup_datetime"] == plain.loc[same, "tpep_pickup_datetime"]).all()
+    validated, _, rows = filter_rows(trips, report, PARAMS)  # no TypeError comparing with the month
+    assert rows["rows_out"] == len(validated) > 0
+
+
+def test_an_all_null_optional_column_is_accepted_and_a_required_one_named(month):
+    trips, report = check_schema(_raw(_with(month, "airport_fee", pa.nulls(len(month)))), PARAMS)
+    assert report["ok"], report["problems"]
+    assert trips["airport_fee"].isna().all()
+    _, report = check_schema(_raw(_with(month, "trip_distance", pa.nulls(len(month)))), PARAMS)
+    assert not report["ok"] and report["problems"] == [{"column": "trip_distance", "problem": "every value is null"}]
+
+
+def test_exact_duplicate_trips_are_kept_aside_and_counted(month):
+    doubled = pa.concat_tables([month, month.slice(0, 10)])
+    trips, report = check_schema(_raw(doubled), PARAMS)
+    validated, rejected, rows = filter_rows(trips, report, PARAMS)
+    once, _, first = filter_rows(*check_schema(_raw(month), PARAMS), PARAMS)
+    duplicates = rows["rejected_by_rule"]["duplicate_trip"]
+    # the ten copies are counted, except those whose original already broke an earlier rule
+    assert 0 < duplicates <= 10 and len(validated) == len(once)
+    assert (rejected["rejection_reason"] == "duplicate_trip").sum() == duplicates
+    assert not validated.duplicated().any()
+
+
+def test_duplicates_are_whole_row_equality_not_just_the_hashed_keys(month):
+    from trip_duration.pipelines.ingest.nodes import _duplicates
+
+    trips = pa.concat_tables([month, month.slice(0, 20)]).to_pandas()
+    trips.loc[len(month):len(month) + 9, "VendorID"] += 100  # same trip keys, another vendor: not a duplicate
+    expected = trips.duplicated(keep="first").to_numpy()
+    assert (_duplicates(trips) == expected).all() and expected.sum() == 10

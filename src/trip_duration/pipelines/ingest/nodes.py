@@ -16,9 +16,11 @@ from trip_duration.errors import SchemaValidationError
 from trip_duration.features import duration_minutes
 from trip_duration.params import IngestParams, parse
 from trip_duration.periods import Month
-from trip_duration.schema import COLUMN_KINDS, DROPOFF, PICKUP, RawFile
+from trip_duration.schema import COLUMN_KINDS, DROPOFF, PICKUP, TLC_YELLOW_SCHEMA, RawFile
 
 logger = logging.getLogger(__name__)
+
+NEW_YORK = "America/New_York"
 
 _KIND_CHECKS = {
     "timestamp": (ptypes.is_datetime64_any_dtype, "a timestamp"),
@@ -53,6 +55,35 @@ def _problems(errors: pa.errors.SchemaErrors, frame: pd.DataFrame) -> list[dict]
     return out
 
 
+_NULLABLE_INTEGERS = {pa_arrow.int8(): pd.Int8Dtype(), pa_arrow.int16(): pd.Int16Dtype(), pa_arrow.int32(): pd.Int32Dtype(),
+                      pa_arrow.int64(): pd.Int64Dtype(), pa_arrow.uint8(): pd.UInt8Dtype(),
+                      pa_arrow.uint16(): pd.UInt16Dtype(), pa_arrow.uint32(): pd.UInt32Dtype()}
+
+
+def _fill_all_null_columns(table: pa_arrow.Table, required: tuple[str, ...]) -> tuple[pa_arrow.Table, list[str]]:
+    """A column whose every value is null has Arrow's ``null`` type (TLC has shipped such columns):
+    give a known optional one its documented type; a required one is reported."""
+    null_required = []
+    for index, field in enumerate(table.schema):
+        if not pa_arrow.types.is_null(field.type):
+            continue
+        if field.name in required:
+            null_required.append(field.name)
+        elif field.name in TLC_YELLOW_SCHEMA.names:
+            typed = TLC_YELLOW_SCHEMA.field(field.name).type
+            table = table.set_column(index, field.name, pa_arrow.nulls(table.num_rows, typed))
+    return table, null_required
+
+
+def _new_york_local(trips: pd.DataFrame) -> pd.DataFrame:
+    """TLC's timestamps are New York local times without a zone. A file that carries a zone is
+    converted to New York local time and the zone dropped, so every file compares the same way."""
+    for column in (PICKUP, DROPOFF):
+        if column in trips and isinstance(trips[column].dtype, pd.DatetimeTZDtype):
+            trips[column] = trips[column].dt.tz_convert(NEW_YORK).dt.tz_localize(None)
+    return trips
+
+
 def check_schema(raw: RawFile, params: dict) -> tuple[pd.DataFrame, dict]:
     """Parse the raw parquet and judge it whole. Returns (trips, schema report).
 
@@ -72,7 +103,14 @@ def check_schema(raw: RawFile, params: dict) -> tuple[pd.DataFrame, dict]:
     if table.num_rows == 0:
         report["problems"].append({"column": None, "problem": "empty file: 0 rows"})
         return empty, report
-    trips = table.to_pandas()
+    table, null_required = _fill_all_null_columns(table, settings.required_columns)
+    if null_required:
+        report["problems"] = [{"column": c, "problem": "every value is null"} for c in null_required]
+        return empty, report
+    # integer columns with nulls stay integers (pandas' nullable Int64), not float64: null ids are
+    # row problems (missing_value), not a mistyped file
+    trips = table.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+    trips = _new_york_local(trips)
     try:
         tlc_schema(settings.required_columns).validate(trips, lazy=True)
     except pa.errors.SchemaErrors as err:
@@ -85,6 +123,8 @@ def check_schema(raw: RawFile, params: dict) -> tuple[pd.DataFrame, dict]:
 #: Row-level rules, checked in this order; a row is counted under the first rule it breaks.
 ROW_RULES = (
     "missing_value",
+    "non_finite_value",
+    "duplicate_trip",
     "zone_out_of_range",
     "non_positive_distance",
     "pickup_outside_month",
@@ -92,12 +132,28 @@ ROW_RULES = (
 )
 
 
+def _duplicates(trips: pd.DataFrame) -> np.ndarray:
+    """Rows equal in every column to an earlier row. A hash of the trip's identifying columns picks
+    the candidates (cheap); only those are compared whole, as ``DataFrame.duplicated`` would."""
+    keys = [c for c in (PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance", "total_amount") if c in trips]
+    candidates = pd.util.hash_pandas_object(trips[keys], index=False).duplicated(keep=False).to_numpy()
+    out = np.zeros(len(trips), dtype=bool)
+    if candidates.any():
+        out[np.flatnonzero(candidates)] = trips.loc[candidates].duplicated(keep="first").to_numpy()
+    return out
+
+
 def _rule_masks(trips: pd.DataFrame, settings: IngestParams, month: Month) -> dict[str, np.ndarray]:
     duration = duration_minutes(trips).to_numpy()
     zones_ok = trips["PULocationID"].between(1, 265) & trips["DOLocationID"].between(1, 265)
     pickup = trips[PICKUP]
+    numeric = [c for c in settings.required_columns if c in trips and ptypes.is_float_dtype(trips[c])]
+    finite = np.isfinite(trips[numeric].to_numpy(dtype=float)) | trips[numeric].isna().to_numpy()
     return {
         "missing_value": trips[list(settings.required_columns)].isna().any(axis=1).to_numpy(),
+        "non_finite_value": ~finite.all(axis=1),
+        # TLC files contain exact duplicates: the first is kept, the others counted and kept aside
+        "duplicate_trip": _duplicates(trips),
         "zone_out_of_range": ~zones_ok.fillna(False).to_numpy(dtype=bool),
         "non_positive_distance": ~(trips["trip_distance"] > 0).fillna(False).to_numpy(dtype=bool),
         "pickup_outside_month": ~(
@@ -131,7 +187,7 @@ def filter_rows(trips: pd.DataFrame, schema_report: dict, params: dict) -> tuple
     for rule in reversed(ROW_RULES):  # the first rule broken wins
         reason[masks[rule]] = rule
     bad = reason != ""
-    validated = trips.loc[~bad].reset_index(drop=True)
+    validated = _plain_integers(trips.loc[~bad].reset_index(drop=True))
     rejected = trips.loc[bad].assign(rejection_reason=reason[bad]).reset_index(drop=True)
     counts = {rule: int((reason == rule).sum()) for rule in ROW_RULES}
     report = {
@@ -154,6 +210,16 @@ def filter_rows(trips: pd.DataFrame, schema_report: dict, params: dict) -> tuple
         )
     VALIDATED_SCHEMA.validate(validated)
     return validated, rejected, report
+
+
+def _plain_integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer columns back to numpy int64 where no value is missing (float64 otherwise,
+    as before), so downstream code sees the dtypes it always saw."""
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.api.extensions.ExtensionDtype) and ptypes.is_integer_dtype(frame[column]):
+            has_na = bool(frame[column].isna().any())
+            frame[column] = frame[column].astype("float64" if has_na else "int64")
+    return frame
 
 
 #: What every validated row satisfies (checked on the output as a post-condition).
