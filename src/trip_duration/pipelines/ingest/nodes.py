@@ -109,7 +109,8 @@ def check_schema(raw: RawFile, params: dict) -> tuple[pd.DataFrame, dict]:
         return empty, report
     # integer columns with nulls stay integers (pandas' nullable Int64), not float64: null ids are
     # row problems (missing_value), not a mistyped file
-    trips = table.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+    with_nulls = {f.type for f in table.schema if f.type in _NULLABLE_INTEGERS and table.column(f.name).null_count}
+    trips = table.to_pandas(types_mapper={t: _NULLABLE_INTEGERS[t] for t in with_nulls}.get)
     trips = _new_york_local(trips)
     try:
         tlc_schema(settings.required_columns).validate(trips, lazy=True)
