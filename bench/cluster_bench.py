@@ -6,9 +6,9 @@ In a fresh namespace the README's block "A real cluster on this machine" runs as
 (infra/cluster/kube.py: helm install, make deploy, two synthetic months, train, infer). Then the
 course-style flow (bench/course_flow.py: one flow of tasks, the model loaded from the registry on
 every run) is deployed to the same work pool and queue, with the `infer` deployment's own job
-variables (image, env, requests) and the same pull steps (the project's bundle from S3, which the registered model's classes need) plus
-one for its own file, and the two
-alternate, one Job at a time. Each run from `prefect deployment run` to Completed is split into:
+variables (image, env, requests) and pull steps (the project's bundle from S3, which the
+registered model's classes need) plus one for its own file, and the two alternate, one Job at a
+time. Each run from `prefect deployment run` to Completed is split into:
 
 - queue wait (created -> Pending: the worker picked it up), Job created, pod scheduled,
   container started (Kubernetes' timestamps: whole seconds), imports + code pull (-> Running),
