@@ -4,20 +4,19 @@ sourced the stack's env file), and the one-line errors it promises for a mistake
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 
 import boto3
 import pytest
 
+from infra.cluster import kube
 from infra.local.stack import ROOT, Stack, free_port
 
 pytestmark = pytest.mark.integration
 
 
 def readme_block() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    block = re.search(r"The ML pipelines also run without Prefect:\s*```bash\n(.*?)```", text, re.S).group(1)
+    block = kube.readme_block("The ML pipelines also run without Prefect:")
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
