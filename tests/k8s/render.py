@@ -17,7 +17,11 @@ def ci_values() -> dict[str, dict]:
     return {p.stem.removesuffix("-values"): yaml.safe_load(p.read_text()) for p in sorted((CHART / "ci").glob("*-values.yaml"))}
 
 
-def render(values: dict, name: str = "td", namespace: str = "ml") -> list[dict]:
+def render(values: dict, name: str = "td", namespace: str = "ml", lookup_free: bool = True) -> list[dict]:
+    """The chart's objects. Rendering has no cluster to look up, so generated passwords need
+    ``secrets.allowWithoutLookup`` (``lookup_free``); ``lookup_free=False`` renders as `helm template` would."""
+    if lookup_free:
+        values = {**values, "secrets": {"allowWithoutLookup": True, **values.get("secrets", {})}}
     chart = helm.Chart.load(str(CHART))
     out = chart.render(values, name=name, namespace=namespace, is_install=True)
     return [doc for path, text in sorted(out.items()) if not path.endswith("NOTES.txt")

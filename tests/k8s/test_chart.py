@@ -42,11 +42,19 @@ def test_hardened_pods_with_resources_and_no_inline_secrets(case):
             assert ctx["readOnlyRootFilesystem"] is True, where
             assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
             for env in container.get("env", []):
+                if env["name"].endswith(("_SECRET_NAME", "_SECRET_KEY")):  # which Secret to reference, not a value
+                    continue
                 if any(word in env["name"] for word in ("PASSWORD", "SECRET", "API_KEY", "AUTH_STRING")):
                     assert "valueFrom" in env and "value" not in env, f"{where}: {env['name']} inline"
+    values = CASES[case]
     for doc in docs:
-        if doc["kind"] == "Secret":  # only the generated bundled-DB password, never a default
-            assert doc["metadata"]["name"].endswith("-postgresql") and CASES[case].get("postgresql") is None
+        if doc["kind"] == "Secret":  # only generated credentials (kept by lookup), never a default, never one given
+            name = doc["metadata"]["name"]
+            assert name in {"td-trip-duration-postgresql", "td-trip-duration-api-auth", "td-trip-duration-mlflow-auth"}, name
+            given = {"td-trip-duration-postgresql": values.get("postgresql", {}).get("auth", {}).get("existingSecret"),
+                     "td-trip-duration-api-auth": values.get("server", {}).get("auth", {}).get("existingSecret"),
+                     "td-trip-duration-mlflow-auth": values.get("mlflow", {}).get("auth", {}).get("existingSecret")}
+            assert not given[name], f"{name} generated although an existing Secret was given"
     labels = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
               "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "helm.sh/chart"}
     for doc in docs:
@@ -100,6 +108,15 @@ def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-work-pool"))
     template = json.loads(config["data"]["base-job-template.json"])
     shared = json.loads((CHART / "files" / "base-job-template.json").read_text())
+    # the shared file, except the pod's parts that come from values (tested below)
+    pod, shared_pod = (t["job_configuration"]["job_manifest"]["spec"]["template"] for t in (template, shared))
+    for part in ("metadata",):
+        pod.pop(part)
+    for key in ("securityContext", "volumes", "imagePullSecrets"):
+        pod["spec"].pop(key, None), shared_pod["spec"].pop(key, None)
+    for c in (pod["spec"]["containers"][0], shared_pod["spec"]["containers"][0]):
+        c.pop("securityContext")
+    pod["spec"]["containers"][0]["env"] = "{{ env }}"  # the MLflow credentials entries: tested below
     assert template["job_configuration"] == shared["job_configuration"]
     props = template["variables"]["properties"]
     assert props["service_account_name"]["default"] == "td-trip-duration-flow-run"

@@ -71,11 +71,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- else }}
 - name: PREFECT_API_URL
   value: {{ include "td.serverUrl" . | quote }}
-{{- if .Values.server.auth.existingSecret }}
+{{- if include "td.apiAuthEnabled" . }}
 - name: PREFECT_API_AUTH_STRING
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.server.auth.existingSecret }}
+      name: {{ include "td.apiAuthSecret" . }}
       key: {{ .Values.server.auth.key }}
 {{- end }}
 {{- end }}
@@ -146,4 +146,56 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom:
     secretKeyRef: {name: {{ include "td.postgresSecret" . }}, key: password}
 {{- end }}
+{{- end -}}
+
+{{/* Whether the chart talks to a cluster (`lookup` works): every namespace has ServiceAccount "default"; `helm template` sees none. */}}
+{{- define "td.clusterReachable" -}}
+{{- if lookup "v1" "ServiceAccount" .Release.Namespace "default" -}}true{{- end -}}
+{{- end -}}
+
+{{- define "td.apiAuthEnabled" -}}
+{{- if and (eq .Values.apiMode "server") .Values.server.auth.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "td.apiAuthSecret" -}}
+{{- default (printf "%s-api-auth" (include "td.fullname" .)) .Values.server.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "td.mlflowAuthEnabled" -}}
+{{- if and .Values.mlflow.enabled .Values.mlflow.auth.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "td.mlflowAuthSecret" -}}
+{{- default (printf "%s-mlflow-auth" (include "td.fullname" .)) .Values.mlflow.auth.existingSecret -}}
+{{- end -}}
+
+{{/* A password generated once and kept: the existing Secret's key when there is one, else a new random value.
+Call with (dict "ctx" $ "secret" NAME "key" KEY "value" NEW); prints the base64 value. */}}
+{{- define "td.keptSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .secret -}}
+{{- if and $existing $existing.data (hasKey $existing.data .key) -}}
+{{- index $existing.data .key -}}
+{{- else -}}
+{{- .value | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* imagePullSecrets of every pod. */}}
+{{- define "td.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "td.np.to" -}}
+{{- /* an egress/ingress peer: pods of one component of this release. Call with (dict "ctx" $ "component" NAME). */ -}}
+- podSelector:
+    matchLabels: {{- include "td.selectorLabels" . | nindent 6 }}
+{{- end -}}
+{{- define "td.np.dns" -}}
+- to:
+    - namespaceSelector: {}
+  ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
 {{- end -}}

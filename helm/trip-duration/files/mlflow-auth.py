@@ -1,0 +1,56 @@
+"""Start-up of the chart's MLflow behind its basic-auth app (run before `mlflow server --app-name basic-auth`).
+
+1. Writes the auth config (database URI included) to a 0600 file on the pod's /tmp: the database
+   password comes from the environment (a secretKeyRef), never from a process's argv.
+2. Brings the auth tables up to date and makes the users match the Secret, every start (so a
+   rotated Secret takes effect on the next restart): `admin` (admin), `trainer` (train flow runs)
+   and `reader` (infer flow runs).
+3. Gives `trainer` MANAGE on the registered model, whoever creates it: with default_permission
+   READ, only `trainer` (and admin) can register versions and move the champion alias.
+"""
+
+import configparser
+import os
+import sys
+
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+config_path = os.environ["MLFLOW_AUTH_CONFIG_PATH"]
+database_uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
+model_name = os.environ.get("TRIP_DURATION_MODEL_NAME", "trip-duration")
+users = {
+    "admin": (os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"], True),
+    "trainer": (os.environ["TRIP_DURATION_TRAINER_PASSWORD"], False),
+    "reader": (os.environ["TRIP_DURATION_READER_PASSWORD"], False),
+}
+for name, (password, _) in users.items():
+    if len(password) < 12:
+        sys.exit(f"mlflow auth: the {name} password in the Secret is shorter than 12 characters; "
+                 f"set key {name}-password to a longer one (or delete the generated Secret to get new ones)")
+
+settings = {
+    "default_permission": "READ",
+    "database_uri": database_uri,
+    "admin_username": "admin",
+    "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+}
+config = configparser.RawConfigParser()
+# MLflow reads the file with ConfigParser's interpolation: a literal % (URL-encoded password) is doubled
+config["mlflow"] = {key: value.replace("%", "%%") for key, value in settings.items()}
+os.makedirs(os.path.dirname(config_path), exist_ok=True)
+with os.fdopen(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+    config.write(out)
+
+store = SqlAlchemyStore()
+store.init_db(database_uri)
+for name, (password, is_admin) in users.items():
+    if not store.has_user(name):
+        store.create_user(name, password, is_admin=is_admin)
+        print(f"mlflow auth: created user {name}", flush=True)
+    elif not store.authenticate_user(name, password):
+        store.update_user(name, password=password)
+        print(f"mlflow auth: password of {name} set from the Secret", flush=True)
+    if store.get_user(name).is_admin != is_admin:
+        store.update_user(name, is_admin=is_admin)
+store.grant_user_permission("trainer", "registered_model", model_name, "MANAGE")
+print(f"mlflow auth: users admin, trainer, reader in place; trainer manages registered model {model_name!r}", flush=True)
