@@ -29,6 +29,9 @@ RUN groupadd --gid 10001 app \
  && mkdir -p /app \
  && chown app:app /app
 COPY --from=build /opt/venv /opt/venv
+# The pull step of every flow run (prefect.yaml): fetches the deployment's code archive by its exact
+# key and checks its SHA-256 and members before unpacking. In the image, not in the archive it checks.
+COPY infra/code_pull.py /opt/trip-duration/code_pull.py
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -37,7 +40,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     MLFLOW_DISABLE_TELEMETRY=true \
     HOME=/home/app \
     PREFECT_HOME=/tmp/prefect \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    TRIP_DURATION_CODE_PULL="python -I /opt/trip-duration/code_pull.py"
 WORKDIR /app
 USER 10001:10001
 HEALTHCHECK NONE

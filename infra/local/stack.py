@@ -94,6 +94,9 @@ class Stack:
             "PREFECT_LOGGING_EXTRA_LOGGERS": "kedro,trip_duration",
             "PREFECT_WORK_POOL": POOL,
             "KEDRO_LOGGING_CONFIG": str(ROOT / "conf" / "logging.yml"),
+            # prefect.yaml's pull step (the image has its own copy, infra/code_pull.py, at the same variable)
+            "TRIP_DURATION_CODE_PULL": f"{shlex.quote(str(VENV_BIN / 'python'))} -I "
+                                       f"{shlex.quote(str(ROOT / 'infra' / 'code_pull.py'))}",
             **self.extra_env,
         }
 

@@ -23,3 +23,7 @@ class DataNotFoundError(TripDurationError):
 
 class NoChampionError(TripDurationError):
     """Inference asked for the champion model but the registry has none yet."""
+
+
+class UntrustedModelError(TripDurationError):
+    """A registry version was not registered by the training flow, or its files changed since."""

@@ -6,6 +6,7 @@ so clients need only ``MLFLOW_TRACKING_URI``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -25,7 +26,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from trip_duration.config import Settings, get_settings
-from trip_duration.errors import NoChampionError
+from trip_duration.errors import NoChampionError, UntrustedModelError
 from trip_duration.models import Champion, TripDurationModel
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,43 @@ def champion_version(settings: Settings) -> int | None:
     return int(found.version)
 
 
+#: Version tags the training flow writes and inference checks. Under the chart's MLflow auth only the
+#: `trainer` identity (and admin) can set tags on a version of the registered model.
+REGISTERED_BY_TAG, REGISTERED_BY = "trip_duration.registered_by", "training-flow"
+DIGEST_TAG = "trip_duration.model_sha256"
+
+
+def model_digest(model_dir: Path) -> str:
+    """SHA-256 over a model folder's files (relative path and bytes, sorted; bytecode left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
+        rel = path.relative_to(model_dir).as_posix()
+        if "__pycache__" in rel.split("/") or rel.endswith(".pyc"):
+            continue
+        digest.update(rel.encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def verify_version(settings: Settings, version: int, model_dir: Path) -> None:
+    """Refuse a version the training flow did not register, or whose files differ from what it registered."""
+    tags = _client().get_model_version(settings.model_name, str(version)).tags or {}
+    fix = (f"run the training deployment (prefect deployment run training/train) to register a version, "
+           f"or point @{settings.champion_alias} back at one it registered")
+    if tags.get(REGISTERED_BY_TAG) != REGISTERED_BY:
+        raise UntrustedModelError(
+            f"{settings.model_name} v{version} was not registered by the training flow (version tag "
+            f"{REGISTERED_BY_TAG}={tags.get(REGISTERED_BY_TAG)!r}, expected {REGISTERED_BY!r}): refusing to load it; {fix}")
+    actual = model_digest(model_dir)
+    if tags.get(DIGEST_TAG) != actual:
+        raise UntrustedModelError(
+            f"{settings.model_name} v{version}: its files (SHA-256 {actual[:12]}...) are not the ones the training "
+            f"flow registered ({DIGEST_TAG}={str(tags.get(DIGEST_TAG))[:12]}...): refusing to load it; {fix}")
+
+
 _memo: dict[tuple[str, int], TripDurationModel] = {}
 _memo_lock = threading.Lock()
 
@@ -86,6 +124,8 @@ def load_version(settings: Settings, version: int) -> TripDurationModel:
             logger.info("downloaded %s v%s to %s", settings.model_name, version, target)
         else:
             logger.info("using cached %s v%s from %s", settings.model_name, version, target)
+        # before anything is unpickled: only what the training flow registered, byte for byte
+        verify_version(settings, version, target)
         # MLflow's own check compares all ~200 locked requirements (1.2 s a load); the pickled
         # model depends on a handful, checked below.
         _warn_on_version_drift(target)
@@ -121,6 +161,18 @@ def _without_uv_project_files() -> Iterator[None]:
             os.environ.pop("MLFLOW_LOG_UV_FILES", None)
         else:
             os.environ["MLFLOW_LOG_UV_FILES"] = saved
+
+
+@contextmanager
+def _project_code() -> Iterator[Path]:
+    """A copy of the ``trip_duration`` package without bytecode, for ``code_paths``."""
+    import trip_duration
+
+    package = Path(trip_duration.__file__).parent
+    with tempfile.TemporaryDirectory(prefix="model-code-") as tmp:
+        target = Path(tmp) / "trip_duration"
+        shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        yield target
 
 
 def _warn_on_version_drift(model_dir: Path) -> list[str]:
@@ -215,7 +267,7 @@ class ModelRegistryDataset(AbstractDataset):
                 mlflow.set_tag("prefect_flow_run_id", os.environ["PREFECT__FLOW_RUN_ID"])
             example = candidate["input_example"]
             model = candidate["model"]
-            with _without_uv_project_files():
+            with _without_uv_project_files(), _project_code() as code:
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=TripDurationPyfunc(model),
@@ -223,10 +275,18 @@ class ModelRegistryDataset(AbstractDataset):
                     input_example=example,
                     pip_requirements=model_requirements(),
                     registered_model_name=settings.model_name,
+                    # self-contained: the package the pickle refers to travels with it
+                    code_paths=[str(code)],
                 )
         version = int(info.registered_model_version)
         promoted, reason = bool(decision["promote"]), decision["reason"]
         client = _client()
+        # what inference will check before unpickling (verify_version), set before any alias move
+        with tempfile.TemporaryDirectory(prefix="registered-") as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=tmp)
+            digest = model_digest(Path(local))
+        client.set_model_version_tag(settings.model_name, str(version), DIGEST_TAG, digest)
+        client.set_model_version_tag(settings.model_name, str(version), REGISTERED_BY_TAG, REGISTERED_BY)
         if promoted:
             current = champion_version(settings)
             if current != decision["champion_version"]:
