@@ -151,12 +151,14 @@ class ReadmeRun:
         return re.findall(r"UUID: ([0-9a-f-]{36})", self.output)
 
     def env(self) -> dict[str, str]:
-        """What the README exports, for the tests' own calls afterwards."""
-        exported: dict[str, str] = {}
-        for line in self.script.replace("\\\n", " ").splitlines():
-            if line.startswith("export ") and "KUBECONFIG" not in line:
-                exported.update(re.findall(r"(\w+)=(\S+)", line))
-        return {**self.cluster.env, **exported}
+        """What the README exports (evaluated by bash, `$(kubectl ...)` included), for the tests' own calls."""
+        lines = [line for line in self.script.replace("\\\n", " ").splitlines()
+                 if line.startswith("export ") and "KUBECONFIG" not in line]
+        names = {name for line in lines for name in re.findall(r"(\w+)=", line)}
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join([*lines, "env -0"])], cwd=ROOT,
+                              env=self.cluster.env, capture_output=True, text=True, timeout=60, check=True)
+        evaluated = dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)
+        return {**self.cluster.env, **{name: evaluated[name] for name in names}}
 
     def close(self) -> None:
         if self.proc is not None:
@@ -187,7 +189,8 @@ class Forward:
 
 
 def api(env: dict, method: str, path: str, **kwargs):
-    response = httpx.request(method, env["PREFECT_API_URL"] + path, timeout=30, **kwargs)
+    auth = tuple(env["PREFECT_API_AUTH_STRING"].split(":", 1)) if env.get("PREFECT_API_AUTH_STRING") else None
+    response = httpx.request(method, env["PREFECT_API_URL"] + path, timeout=30, auth=auth, **kwargs)
     response.raise_for_status()
     return response.json() if response.content else None
 

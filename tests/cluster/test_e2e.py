@@ -94,10 +94,25 @@ def installed(cluster, readme):
     env = readme.env()
     pause_schedules(env, "training/train", "inference/infer")  # only our runs run from here on
     mlflow = Forward(cluster, f"{FULL}-mlflow", 5000)
-    try:
-        yield {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow.port}"}
+    try:  # MLflow's admin, from the Secret the chart generated
+        yield {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow.port}", "MLFLOW_TRACKING_USERNAME": "admin",
+               "MLFLOW_TRACKING_PASSWORD": secret(cluster, f"{FULL}-mlflow-auth", "admin-password")}
     finally:
         mlflow.close()
+
+
+def secret(cluster: Cluster, name: str, key: str) -> str:
+    import base64
+
+    return base64.b64decode(cluster.json("get", "secret", name)["data"][key]).decode()
+
+
+@pytest.fixture
+def mlflow_env(installed, monkeypatch):
+    """MLflow's client settings (admin) for this test's MlflowClient."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, installed[name])
+    return installed
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +123,14 @@ def deployed(installed):
     s3 = boto3.client("s3", endpoint_url=installed["AWS_ENDPOINT_URL_S3"], region_name=installed["AWS_DEFAULT_REGION"],
                       aws_access_key_id=installed["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=installed["AWS_SECRET_ACCESS_KEY"])
-    assert s3.head_object(Bucket=BUCKET, Key="code/trip-duration/bundle/code.tar.gz")["ContentLength"] > 0
+    # one content-addressed archive, the exact key (and hash) every deployment's pull step names
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="code/trip-duration/")["Contents"]]
+    assert len(keys) == 1 and re.fullmatch(r"code/trip-duration/[0-9a-f]{64}\.tar\.gz", keys[0]), keys
+    sha256 = keys[0].rsplit("/", 1)[1].split(".")[0]
+    for name in ("training/train", "inference/infer"):
+        script = api(installed, "GET", f"/deployments/name/{name}")["pull_steps"][0][
+            "prefect.deployments.steps.run_shell_script"]["script"]
+        assert f"--key {keys[0]} --sha256 {sha256}" in script, script
     return s3
 
 
@@ -152,6 +174,19 @@ def _readme_commands(pattern: str) -> list[str]:
     return found
 
 
+def rendered_template(cluster: Cluster) -> dict:
+    """The work pool's base job template as the chart renders it for the README's install."""
+    import yaml
+
+    from tests.k8s.render import render
+
+    values = yaml.safe_load((ROOT / "tests" / "cluster" / "values-images.yaml").read_text())
+    values["s3"] = {"bucket": BUCKET, "endpoint": "http://s3:9000", "existingSecret": "s3-credentials"}
+    docs = render(values, name=RELEASE, namespace=cluster.ns)
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{FULL}-work-pool")
+    return json.loads(config["data"]["base-job-template.json"])
+
+
 def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
     pods = cluster.json("get", "pods")["items"]
     chart_pods = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/instance") == RELEASE]
@@ -164,15 +199,14 @@ def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
     status = json.loads(cluster.sh("helm", "status", RELEASE, "-n", cluster.ns, "-o", "json"))
     assert status["info"]["status"] == "deployed"
     pool = api(installed, "GET", "/work_pools/trip-duration")
-    shared = json.loads((ROOT / "helm" / "trip-duration" / "files" / "base-job-template.json").read_text())
     assert pool["type"] == "kubernetes"
-    assert pool["base_job_template"]["job_configuration"] == shared["job_configuration"]
+    assert pool["base_job_template"]["job_configuration"] == rendered_template(cluster)["job_configuration"]
     assert pool["base_job_template"]["variables"]["properties"]["image"]["default"] == IMAGE
     queues = {q["name"]: q for q in api(installed, "POST", "/work_pools/trip-duration/queues/filter", json={})}
     assert queues["gpu"]["concurrency_limit"] == 1 and queues["cpu"]["concurrency_limit"] == 10
 
 
-def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, installed, trained):
+def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, installed, trained, mlflow_env):
     job = job_of(cluster, trained)
     spec = job["spec"]["template"]["spec"]
     container = spec["containers"][0]
@@ -189,6 +223,7 @@ def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, inst
 
     client = MlflowClient(installed["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("trip-duration", "champion")
+    assert champion.tags.get("trip_duration.registered_by") == "training-flow"  # what infer checks
     assert client.get_run(champion.run_id).data.tags.get("prefect_flow_run_id") == trained
     logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={trained}", "--tail=-1")
     # no GPU behind the node's nvidia.com/gpu: device=auto falls back to CPU and says so
@@ -217,6 +252,65 @@ def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, 
     validated = rows("validated/")
     assert validated > 90_000  # the README's `trip-duration generate` writes 100 000 trips a month
     assert rows("predictions/") == validated
+
+
+def test_the_api_refuses_anonymous_calls_and_takes_the_generated_credentials(cluster, installed):
+    import httpx
+
+    url = installed["PREFECT_API_URL"]
+    anonymous = httpx.post(f"{url}/flows/filter", json={}, timeout=30)
+    assert anonymous.status_code == 401, anonymous.text
+    wrong = httpx.post(f"{url}/flows/filter", json={}, timeout=30, auth=("admin", "not-the-password"))
+    assert wrong.status_code == 401
+    user, password = installed["PREFECT_API_AUTH_STRING"].split(":", 1)
+    assert user == "admin" and len(password) >= 32
+    assert httpx.post(f"{url}/flows/filter", json={}, timeout=30, auth=(user, password)).status_code == 200
+    assert httpx.get(f"{url}/health", timeout=30).status_code == 200  # the kubelet's probes need no credentials
+
+
+def test_no_secret_value_in_any_job_the_workers_created(cluster, readme, installed, trained):
+    infer = _readme_run(readme, installed, "infer")
+    assert wait_final(installed, infer)["state"]["type"] == "COMPLETED"
+    values = [installed["PREFECT_API_AUTH_STRING"].split(":", 1)[1], installed["AWS_SECRET_ACCESS_KEY"],
+              *(secret(cluster, f"{FULL}-mlflow-auth", k) for k in ("admin-password", "trainer-password",
+                                                                   "reader-password", "flask-secret-key"))]
+    for run_id, identity in ((trained, "trainer"), (infer, "reader")):
+        name = job_of(cluster, run_id)["metadata"]["name"]
+        manifest = cluster.kubectl("get", "job", name, "-o", "yaml")
+        leaked = [v[:4] + "..." for v in values if v in manifest]
+        assert not leaked, f"Job {name} carries secret values: {leaked}"
+        env = {e["name"]: e for e in job_of(cluster, run_id)["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["PREFECT_API_AUTH_STRING"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"{FULL}-api-auth", "key": "auth-string"}
+        assert env["MLFLOW_TRACKING_USERNAME"]["value"] == identity
+        assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"{FULL}-mlflow-auth", "key": f"{identity}-password"}
+
+
+def test_mlflow_refuses_anonymous_calls_and_only_the_trainer_moves_the_champion(cluster, installed, trained):
+    import httpx
+
+    url = installed["MLFLOW_TRACKING_URI"]
+    get = f"{url}/api/2.0/mlflow/registered-models/get"
+    assert httpx.get(get, params={"name": "trip-duration"}, timeout=30).status_code == 401
+    alias = f"{url}/api/2.0/mlflow/registered-models/alias"
+    body = {"name": "trip-duration", "alias": "champion", "version": "1"}
+    reader = ("reader", secret(cluster, f"{FULL}-mlflow-auth", "reader-password"))
+    assert httpx.get(get, params={"name": "trip-duration"}, timeout=30, auth=reader).status_code == 200
+    assert httpx.post(alias, json=body, timeout=30, auth=reader).status_code == 403
+    assert httpx.post(f"{url}/api/2.0/mlflow/model-versions/set-tag", timeout=30, auth=reader, json={
+        "name": "trip-duration", "version": "1", "key": "trip_duration.registered_by", "value": "training-flow"},
+    ).status_code == 403
+    trainer = ("trainer", secret(cluster, f"{FULL}-mlflow-auth", "trainer-password"))
+    current = httpx.get(f"{url}/api/2.0/mlflow/registered-models/alias", params={"name": "trip-duration", "alias": "champion"},
+                        timeout=30, auth=trainer).json()["model_version"]["version"]
+    assert httpx.post(alias, json={**body, "version": current}, timeout=30, auth=trainer).status_code == 200
+    # the database password never in a process's argv (ps shows every process of the MLflow pod)
+    pod = cluster.json("get", "pods", "-l", "app.kubernetes.io/component=mlflow")["items"][0]["metadata"]["name"]
+    argv = cluster.kubectl("exec", pod, "--", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert "mlflow server" in argv or "mlflow.server" in argv, argv[:2000]
+    db_password = secret(cluster, f"{FULL}-postgresql", "password")
+    assert db_password not in argv and "postgresql://" not in argv
 
 
 def test_the_readmes_kubectl_logs_recipes_show_the_kedro_nodes(cluster, readme, installed, trained):

@@ -62,29 +62,117 @@ def test_infer_goes_to_the_cpu_queue_without_a_gpu(deployed):
     assert infer.concurrency_options.collision_strategy == "CANCEL_NEW"
 
 
-def test_code_is_pulled_from_s3_and_no_secret_is_stored(deployed, flow_stack):
-    for deployment in (deployed["train"], deployed["infer"]):
-        pull_step, unpack_step = deployment.pull_steps
-        pull = pull_step["prefect_aws.deployments.steps.pull_from_s3"]
-        assert pull["bucket"] == flow_stack.bucket and pull["folder"] == "code/trip-duration/bundle"
-        assert unpack_step["prefect.deployments.steps.run_shell_script"]["script"] == "tar -xzf code.tar.gz"
-        dumped = yaml.safe_dump(deployment.model_dump(mode="json"))
-        assert "AWS_SECRET_ACCESS_KEY" not in dumped and "testing" not in dumped
+def _pull_script(deployment) -> str:
+    (step,) = deployment.pull_steps
+    shell = step["prefect.deployments.steps.run_shell_script"]
+    assert shell["expand_env_vars"] is True
+    return shell["script"]
+
+
+def _run_pull(script: str, cwd, env=None) -> subprocess.CompletedProcess:
+    """The pull step as the flow-run pod runs it: $TRIP_DURATION_CODE_PULL expanded, then the command."""
+    import shlex
+    import string
+
+    env = {**os.environ, **(env or {})}
+    argv = shlex.split(string.Template(script).safe_substitute(env))
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_code_is_one_content_addressed_archive_and_no_secret_is_stored(deployed, flow_stack):
+    import hashlib
     import io
+    import re
     import tarfile
 
     import boto3
 
     s3 = boto3.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=flow_stack.bucket, Prefix="code/trip-duration/")["Contents"]]
-    assert keys == ["code/trip-duration/bundle/code.tar.gz"]  # one object per deploy
+    assert len(keys) == 1, keys  # one object per deploy (both deployments share it)
     body = s3.get_object(Bucket=flow_stack.bucket, Key=keys[0])["Body"].read()
+    sha256 = hashlib.sha256(body).hexdigest()
+    assert keys[0] == f"code/trip-duration/{sha256}.tar.gz"  # the key is the bytes' hash
+    for deployment in (deployed["train"], deployed["infer"]):
+        script = _pull_script(deployment)
+        assert re.fullmatch(rf"\$TRIP_DURATION_CODE_PULL --bucket {flow_stack.bucket} --key {re.escape(keys[0])} "
+                            rf"--sha256 {sha256}", script), script
+        dumped = yaml.safe_dump(deployment.model_dump(mode="json"))
+        assert "AWS_SECRET_ACCESS_KEY" not in dumped and "testing" not in dumped
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         names = archive.getnames()
-        assert {m.uname for m in archive.getmembers()} == {""}
+        assert {m.uname for m in archive.getmembers()} == {""} and {m.mtime for m in archive.getmembers()} == {0}
     assert {"flows/training.py", "flows/kedro_tasks.py", "src/trip_duration/settings.py", "conf/base/catalog.yml",
             "pyproject.toml"} <= set(names)
     assert not [n for n in names if n.startswith((".venv/", ".tools/", ".state/", "tests/", "build/", ".git/", "helm/")) or "__pycache__" in n]
+
+
+def test_the_pull_step_unpacks_the_named_archive_and_refuses_a_swapped_one(deployed, flow_stack, tmp_path):
+    import boto3
+
+    script = _pull_script(deployed["infer"])
+    good = tmp_path / "good"
+    good.mkdir()
+    done = _run_pull(script, good)
+    assert done.returncode == 0, done.stderr
+    assert (good / "flows" / "inference.py").is_file() and "verified" in done.stdout
+    assert not [p for p in good.iterdir() if p.name.startswith(".code-pull-")]  # the download is gone
+    # whoever can write the bucket replaces the object under the same key: the run refuses it
+    key = script.split("--key ", 1)[1].split()[0]
+    s3 = boto3.client("s3")
+    original = s3.get_object(Bucket=flow_stack.bucket, Key=key)["Body"].read()
+    try:
+        s3.put_object(Bucket=flow_stack.bucket, Key=key, Body=original[:-20] + b"\0" * 20)
+        swapped = tmp_path / "swapped"
+        swapped.mkdir()
+        done = _run_pull(script, swapped)
+        assert done.returncode == 2 and "SHA-256 is" in done.stderr and "nothing was unpacked" in done.stderr, done.stderr
+        assert list(swapped.iterdir()) == []
+    finally:
+        s3.put_object(Bucket=flow_stack.bucket, Key=key, Body=original, Metadata={"sha256": key.rsplit("/", 1)[1][:64]})
+
+
+def test_rollback_redeploys_an_earlier_archive_and_refuses_an_unknown_one(deployed, flow_stack, tmp_path, monkeypatch):
+    """`TRIP_DURATION_CODE_SHA256=<hash> make deploy` points every deployment at that archive, packing nothing."""
+    import shutil
+
+    from prefect.client.orchestration import get_client
+
+    from infra import code_bundle
+
+    current = _pull_script(deployed["infer"])
+    # an "earlier" archive: the project's files plus one, pushed as a deploy would
+    old = tmp_path / "earlier"
+    for rel in code_bundle.select_files(ROOT, (ROOT / ".prefectignore").read_text().splitlines()):
+        (old / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, old / rel)
+    (old / "flows" / "EARLIER").write_text("an earlier deploy\n")
+    monkeypatch.chdir(old)
+    packed = code_bundle.pack()
+    code_bundle.push(flow_stack.bucket, packed["bundle_dir"], packed["sha256"], packed["key"])
+    monkeypatch.chdir(ROOT)
+    env = {**os.environ, "PREFECT_WORK_POOL": POOL, "TRIP_DURATION_IMAGE": "registry.example/trip-duration:test"}
+    deploy = [str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all"]
+    try:
+        done = subprocess.run(deploy, cwd=ROOT, env={**env, "TRIP_DURATION_CODE_SHA256": packed["sha256"]},
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with get_client(sync_client=True) as client:
+            for name in ("training/train", "inference/infer"):
+                assert f"--sha256 {packed['sha256']}" in _pull_script(client.read_deployment_by_name(name))
+            rolled = _pull_script(client.read_deployment_by_name("inference/infer"))
+        unpacked = tmp_path / "run"
+        unpacked.mkdir()
+        assert _run_pull(rolled, unpacked).returncode == 0 and (unpacked / "flows" / "EARLIER").exists()
+        missing = "0" * 64
+        done = subprocess.run(deploy, cwd=ROOT, env={**env, "TRIP_DURATION_CODE_SHA256": missing},
+                              capture_output=True, text=True)
+        assert done.returncode != 0 and f"code/trip-duration/{missing}.tar.gz does not exist" in done.stdout + done.stderr
+    finally:  # back to the current code, as a plain deploy does
+        done = subprocess.run(deploy, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with get_client(sync_client=True) as client:
+        assert _pull_script(client.read_deployment_by_name("inference/infer")) == current
 
 
 def test_misspelled_job_variable_is_caught_before_deploy(tmp_path, monkeypatch):
