@@ -130,3 +130,69 @@ def test_broken_file_is_quarantined_and_raw_is_intact(trained):
     assert s3.head_object(Bucket=trained.bucket, Key=f"quarantine/{raw_key}")["ContentLength"] == len(buffer.getvalue())
     assert s3.head_object(Bucket=trained.bucket, Key=raw_key)["ETag"] == etag
     assert "validated/year=2023/month=05/trips.parquet" not in _keys(trained, "validated/")
+
+
+def test_a_registered_model_loads_where_the_project_is_not_importable(trained, tmp_path):
+    """code_paths: the package the pickle refers to travels with the version (a consumer without our code)."""
+    import subprocess
+    import sys
+
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/trip-duration/1", dst_path=str(tmp_path)))
+    assert (local / "code" / "trip_duration" / "models.py").is_file()
+    assert not list(local.rglob("__pycache__"))
+    sample = tmp_path / "sample.parquet"
+    generate_month("2023-01", rows=40, seed=5).to_pandas().to_parquet(sample)
+    script = (
+        "import sys, importlib.util\n"
+        "sys.path = [p for p in sys.path if p not in ('', '.') and not p.rstrip('/').endswith('/src')]\n"
+        "assert importlib.util.find_spec('trip_duration') is None, 'the project is importable: the test proves nothing'\n"
+        "import mlflow.pyfunc, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "print('predictions', len(model.predict(pd.read_parquet(sys.argv[2]))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(local), str(sample)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "predictions 40" in done.stdout
+
+
+def test_inference_refuses_a_version_the_training_flow_did_not_register(trained, tmp_path):
+    """A version registered by hand (or one whose files changed) never gets unpickled by inference."""
+    import mlflow
+
+    from trip_duration.errors import UntrustedModelError
+    from trip_duration.io import registry
+
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("trip-duration", "champion").version
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/trip-duration/{champion}",
+                                                     dst_path=str(tmp_path)))
+    assert client.get_model_version("trip-duration", champion).tags[registry.DIGEST_TAG] == registry.model_digest(local)
+    # someone with registry access registers the same files by hand, without the training flow's tags
+    with mlflow.start_run(run_name="by-hand"):
+        info = mlflow.pyfunc.log_model(name="model", python_model=mlflow.pyfunc.load_model(str(local)).unwrap_python_model(),
+                                       registered_model_name="trip-duration", pip_requirements=registry.model_requirements())
+    by_hand = str(info.registered_model_version)
+    registry._memo.clear()
+    try:
+        client.set_registered_model_alias("trip-duration", "champion", by_hand)
+        with pytest.raises(Exception) as refused:
+            kedro_run("inference", batch_month="2023-02")
+        chain, err = [], refused.value
+        while err is not None:  # Kedro wraps a dataset's error in DatasetError (twice)
+            chain.append(err)
+            err = err.__cause__ or err.__context__
+        assert any(isinstance(e, UntrustedModelError) for e in chain), chain
+        assert f"trip-duration v{by_hand} was not registered by the training flow" in str(refused.value)
+        # tags copied by hand, files changed: the digest no longer matches
+        client.set_model_version_tag("trip-duration", by_hand, registry.REGISTERED_BY_TAG, registry.REGISTERED_BY)
+        client.set_model_version_tag("trip-duration", by_hand, registry.DIGEST_TAG, "0" * 64)
+        registry._memo.clear()
+        with pytest.raises(Exception, match=f"v{by_hand}: its files .* are not the ones the training flow registered"):
+            kedro_run("inference", batch_month="2023-02")
+    finally:
+        client.set_registered_model_alias("trip-duration", "champion", champion)
+        registry._memo.clear()
+    assert not [k for k in _keys(trained, "predictions/") if f"model_version={by_hand}" in k]  # nothing scored
