@@ -60,8 +60,16 @@ def test_labels_for_kubectl_logs_and_chart_wiring(jobs):
         assert pod["serviceAccountName"] == "td-trip-duration-flow-run"
         assert pod["containers"][0]["envFrom"] == [{"configMapRef": {"name": "td-trip-duration-runtime"}}]
         assert pod["securityContext"]["runAsNonRoot"] is True
-        env = {e["name"] for e in pod["containers"][0]["env"]}
-        assert not any("SECRET" in n or "PASSWORD" in n for n in env)
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        for var, entry in env.items():  # a secret reaches the pod by reference only
+            if "SECRET" in var or "PASSWORD" in var or "AUTH_STRING" in var or "API_KEY" in var:
+                assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], entry
+        identity = {"train": "trainer", "infer": "reader"}[name]  # only train may move the champion
+        assert env["MLFLOW_TRACKING_USERNAME"]["value"] == identity
+        assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == f"{identity}-password"
+        assert {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"]} == {"work": "1Gi", "tmp": "8Gi", "cache": "2Gi"}
+        assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+        assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "flow-run"
 
 
 def test_unknown_job_variable_fails_the_build():

@@ -17,7 +17,6 @@ from tests.k8s.render import ROOT, ci_values, render
 
 CHECKOV = "checkov==3.2.533"
 SKIPS = {
-    "CKV2_K8S_6": "NetworkPolicies are opt-in (networkPolicy.enabled): they need a CNI that enforces them",
     "CKV_K8S_11": "no CPU limits on purpose: CPU requests are set, limits only throttle training/scoring",
     "CKV_K8S_15": "IfNotPresent with immutable version tags; Always would pull on every flow-run pod",
     "CKV_K8S_21": "manifests carry no namespace: Helm installs into the release namespace (-n)",
