@@ -13,8 +13,6 @@ import configparser
 import os
 import sys
 
-from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-
 config_path = os.environ["MLFLOW_AUTH_CONFIG_PATH"]
 database_uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
 model_name = os.environ.get("TRIP_DURATION_MODEL_NAME", "trip-duration")
@@ -40,6 +38,9 @@ config["mlflow"] = {key: value.replace("%", "%%") for key, value in settings.ite
 os.makedirs(os.path.dirname(config_path), exist_ok=True)
 with os.fdopen(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
     config.write(out)
+
+# imported only now: importing MLflow's auth package reads the config file written above
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore  # noqa: E402
 
 store = SqlAlchemyStore()
 store.init_db(database_uri)
