@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         readme.run()
         report["readme_block_s (images, helm install, deploy, generate, train, infer)"] = round(readme.seconds)
         env = readme.env()
-        os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+        os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
                                               "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
         pause_schedules(env, "training/train", "inference/infer")
         import boto3  # noqa: PLC0415
