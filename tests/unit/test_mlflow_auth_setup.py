@@ -1,0 +1,59 @@
+"""The chart's MLflow start-up (helm/trip-duration/files/mlflow-auth.py) against a real auth store (SQLite)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "helm" / "trip-duration" / "files" / "mlflow-auth.py"
+
+
+def _run(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(tmp_path / "auth" / "basic_auth.ini"),
+           "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow-db.sqlite",
+           "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password-1", "TRIP_DURATION_TRAINER_PASSWORD": "trainer-password-1",
+           "TRIP_DURATION_READER_PASSWORD": "reader-password-1", **overrides}
+    return subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _store(tmp_path: Path):
+    code = (
+        "import sys\n"
+        "from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore\n"
+        "s = SqlAlchemyStore(); s.init_db(sys.argv[1])\n"
+        "for u, p in [('admin','admin-password-1'),('trainer','trainer-password-1'),('reader','reader-password-1'),('reader','rotated-password-2')]:\n"
+        "    print(u, p, s.authenticate_user(u, p), s.get_user(u).is_admin)\n"
+        "print('trainer-model', s.get_registered_model_permission('trip-duration', 'trainer').permission)\n"
+    )
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(tmp_path / "auth" / "basic_auth.ini")}
+    uri = f"sqlite:///{tmp_path}/mlflow-db.sqlite"
+    done = subprocess.run([sys.executable, "-c", code, uri], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_users_are_created_synced_from_the_secret_and_the_config_is_private(tmp_path):
+    first = _run(tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "created user trainer" in first.stdout and "created user reader" in first.stdout
+    config = tmp_path / "auth" / "basic_auth.ini"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert "default_permission = READ" in config.read_text()
+    out = _store(tmp_path)
+    assert "admin admin-password-1 True True" in out and "trainer trainer-password-1 True False" in out
+    assert "reader reader-password-1 True False" in out and "trainer-model MANAGE" in out
+    # a rotated Secret takes effect at the next start
+    again = _run(tmp_path, TRIP_DURATION_READER_PASSWORD="rotated-password-2")
+    assert again.returncode == 0 and "password of reader set from the Secret" in again.stdout
+    assert "reader rotated-password-2 True False" in _store(tmp_path)
+
+
+def test_a_percent_in_the_database_uri_survives_and_a_short_password_is_refused(tmp_path):
+    done = _run(tmp_path, MLFLOW_BACKEND_STORE_URI=f"sqlite:///{tmp_path}/a%25b.sqlite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "%%25" in (tmp_path / "auth" / "basic_auth.ini").read_text()  # escaped for ConfigParser
+    short = _run(tmp_path, TRIP_DURATION_TRAINER_PASSWORD="short")
+    assert short.returncode != 0 and "the trainer password in the Secret is shorter than 12 characters" in short.stderr
