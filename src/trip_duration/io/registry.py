@@ -57,8 +57,24 @@ def champion_version(settings: Settings) -> int | None:
     except MlflowException as err:
         if err.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}:
             return None
+        if err.error_code == "PERMISSION_DENIED":
+            # MLflow's auth answers 403, not 404, for a registered model that does not exist yet
+            user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(anonymous)")
+            raise NoChampionError(
+                f"MLflow refused user {user!r} the registered model {settings.model_name!r} (403): it does not exist "
+                "yet (run the training deployment first) or this user may not read it (MLFLOW_TRACKING_USERNAME/"
+                "PASSWORD: the chart's `reader` or `trainer`)") from err
         raise
     return int(found.version)
+
+
+def ensure_registered_model(settings: Settings) -> None:
+    """Create the registered model if missing (training): then its alias can be read under MLflow's auth."""
+    try:
+        _client().create_registered_model(settings.model_name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
 
 
 #: Version tags the training flow writes and inference checks. Under the chart's MLflow auth only the
@@ -216,6 +232,8 @@ class ChampionModelDataset(AbstractDataset):
 
     def load(self) -> Champion:
         settings = get_settings()
+        if not self.required:  # training: the model it will register under
+            ensure_registered_model(settings)
         version = champion_version(settings)
         if version is None:
             if self.required:
