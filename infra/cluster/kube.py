@@ -154,7 +154,7 @@ class ReadmeRun:
         """What the README exports (evaluated by bash, `$(kubectl ...)` included), for the tests' own calls."""
         lines = [line for line in self.script.replace("\\\n", " ").splitlines()
                  if line.startswith("export ") and "KUBECONFIG" not in line]
-        names = {name for line in lines for name in re.findall(r"(\w+)=", line)}
+        names = {name for line in lines for name in re.findall(r"(?:^export|\s)([A-Z][A-Z0-9_]*)=", line)}
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join([*lines, "env -0"])], cwd=ROOT,
                               env=self.cluster.env, capture_output=True, text=True, timeout=60, check=True)
         evaluated = dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)
