@@ -45,3 +45,23 @@ def test_the_logs_recipes_are_found_and_namespaced():
     recipes = localise(readme_block("Logs with `kubectl`"), "ns1")
     assert recipes.count("kubectl -n ns1 logs") == 3
     assert "<flow-run-id>" in recipes
+
+
+def test_the_readme_takes_the_api_credentials_from_the_generated_secret_and_the_run_reads_them(tmp_path, monkeypatch):
+    """The block exports PREFECT_API_AUTH_STRING from the chart's Secret (auth is on by default), and
+    ReadmeRun.env evaluates the exports as bash does, `$(...)` included, keeping only exported names."""
+    from infra.cluster import kube
+
+    block = readme_block()
+    assert ('export PREFECT_API_AUTH_STRING="$(kubectl -n ml get secret td-trip-duration-api-auth '
+            "-o jsonpath='{.data.auth-string}' | base64 -d)\"") in block
+    run = kube.ReadmeRun.__new__(kube.ReadmeRun)
+    run.cluster = _cluster("ours")
+    run.cluster.env = {"PATH": "/usr/bin:/bin"}
+    run.script = ('export A_TOKEN="$(echo dXNlcjpwdw== | base64 -d)"\n'
+                  "kubectl get x -o jsonpath='{.y}'\n"
+                  "export B_URL=http://127.0.0.1:1/api C_POOL=p \\\n       D_KEY=k\n")
+    env = run.env()
+    assert {k: env[k] for k in ("A_TOKEN", "B_URL", "C_POOL", "D_KEY")} == {
+        "A_TOKEN": "user:pw", "B_URL": "http://127.0.0.1:1/api", "C_POOL": "p", "D_KEY": "k"}
+    assert "jsonpath" not in env
