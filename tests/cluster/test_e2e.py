@@ -385,7 +385,9 @@ def test_uninstall_leaves_only_the_documented_leftovers(cluster, installed, trai
     (uninstall,) = _readme_commands(r"helm uninstall ")  # README, Deploy to Kubernetes > Uninstall
     cluster.sh("bash", "-c", localise(uninstall, cluster.ns))
     # the controllers' pods go after their owners (garbage collection, then the grace period)
-    cluster.kubectl("wait", "--for=delete", "pod", "-l", f"app.kubernetes.io/instance={RELEASE}", "--timeout=180s")
+    # (flow-run pods carry the release's labels too, for the NetworkPolicies; they go with their Jobs, below)
+    cluster.kubectl("wait", "--for=delete", "pod", "-l",
+                    f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component!=flow-run", "--timeout=180s")
 
     def ours() -> set[tuple[str, str]]:
         left = cluster.json("get", "all,secret,configmap,pvc,sa,role,rolebinding")["items"]
