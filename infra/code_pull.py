@@ -66,9 +66,8 @@ def unpack(archive_path: Path, dest: Path, expected_sha256: str, max_bytes: int 
     if digest.hexdigest() != expected_sha256:
         raise Refused(f"SHA-256 is {digest.hexdigest()}, the deployment names {expected_sha256}")
     try:
-        with tarfile.open(archive_path, "r:gz") as archive:
+        with tarfile.open(archive_path, "r:gz") as archive:  # one pass: the members are read once, then kept
             check_members(archive, max_bytes, max_files)
-        with tarfile.open(archive_path, "r:gz") as archive:
             members = archive.getmembers()
             if hasattr(tarfile, "data_filter"):  # PEP 706 (3.11.4+): the same refusals, once more
                 archive.extractall(dest, filter="data")

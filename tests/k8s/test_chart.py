@@ -110,8 +110,7 @@ def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
     shared = json.loads((CHART / "files" / "base-job-template.json").read_text())
     # the shared file, except the pod's parts that come from values (tested below)
     pod, shared_pod = (t["job_configuration"]["job_manifest"]["spec"]["template"] for t in (template, shared))
-    for part in ("metadata",):
-        pod.pop(part)
+    pod.pop("metadata")
     for key in ("securityContext", "volumes", "imagePullSecrets"):
         pod["spec"].pop(key, None), shared_pod["spec"].pop(key, None)
     for c in (pod["spec"]["containers"][0], shared_pod["spec"]["containers"][0]):
