@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -205,6 +206,39 @@ def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
     assert pool["base_job_template"]["variables"]["properties"]["image"]["default"] == IMAGE
     queues = {q["name"]: q for q in api(installed, "POST", "/work_pools/trip-duration/queues/filter", json={})}
     assert queues["gpu"]["concurrency_limit"] == 1 and queues["cpu"]["concurrency_limit"] == 10
+
+
+@pytest.mark.parametrize(("flags", "secret_data", "message"), [
+    (["--set", "server.auth.existingSecret=td-bad-auth"], None,
+     'server.auth.existingSecret: Secret "td-bad-auth" does not exist in namespace {ns}; create it with keys auth-string'),
+    (["--set", "server.auth.existingSecret=td-bad-auth"], {"auth-string": "no-colon-here"},
+     'server.auth.existingSecret: key "auth-string" of Secret "td-bad-auth" must be user:password'),
+    (["--set", "server.auth.existingSecret=td-bad-auth"], {"wrong-key": "admin:pw"},
+     'server.auth.existingSecret: Secret "td-bad-auth" has no key "auth-string" (or it is empty); add it: '
+     'kubectl -n {ns} create secret generic td-bad-auth --from-literal=auth-string=...'),
+    (["--set", "mlflow.auth.existingSecret=td-bad-auth"],
+     {"admin-password": "a", "trainer-password": "t", "reader-password": "r"},
+     'mlflow.auth.existingSecret: Secret "td-bad-auth" has no key "flask-secret-key"'),
+], ids=["auth-missing", "auth-no-colon", "auth-wrong-key", "mlflow-missing-key"])
+def test_a_missing_or_malformed_existing_secret_fails_helm_install_naming_the_key(cluster, installed, flags,
+                                                                                  secret_data, message):
+    """`helm install` against the real cluster (lookup answers): the render fails with the key to
+    set, and nothing of the release is created."""
+    cluster.kubectl("delete", "secret", "td-bad-auth", "--ignore-not-found")
+    if secret_data is not None:
+        cluster.kubectl("create", "secret", "generic", "td-bad-auth",
+                        *[f"--from-literal={k}={v}" for k, v in secret_data.items()])
+    try:
+        done = subprocess.run(["helm", "install", "bad", str(ROOT / "helm" / "trip-duration"), "-n", cluster.ns,
+                               "-f", str(ROOT / "tests" / "cluster" / "values-images.yaml"),
+                               "--set", "s3.bucket=trip-duration", *flags],
+                              capture_output=True, text=True, env=cluster.env, timeout=300)
+    finally:
+        cluster.kubectl("delete", "secret", "td-bad-auth", "--ignore-not-found")
+    assert done.returncode != 0, done.stdout
+    assert "values check failed" in done.stderr and message.format(ns=cluster.ns) in done.stderr, done.stderr
+    assert not cluster.sh("helm", "list", "-n", cluster.ns, "-q", "--filter", "^bad$", "-a").strip()
+    assert not cluster.json("get", "all,secret,configmap", "-l", "app.kubernetes.io/instance=bad")["items"]
 
 
 def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, installed, trained, mlflow_env):

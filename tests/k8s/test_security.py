@@ -109,6 +109,9 @@ def test_mlflow_runs_behind_basic_auth_with_no_password_in_argv():
     assert "backend-store-uri" not in argv and "$(" not in argv and "postgresql://" not in argv
     env = _env(container)
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"  # no ~1.9 GB of idle job consumers
+    assert env["TRIP_DURATION_AUTH_CACHE_TTL_SECONDS"]["value"] == "300"  # else ~0.14 s of scrypt per request
+    cacheless = _by(render({**BASE, "mlflow": {"auth": {"cacheTtlSeconds": 0}}}), "Deployment", "td-trip-duration-mlflow")
+    assert _env(cacheless["spec"]["template"]["spec"]["containers"][0])["TRIP_DURATION_AUTH_CACHE_TTL_SECONDS"]["value"] == "0"
     assert "valueFrom" in env["MLFLOW_AUTH_ADMIN_PASSWORD"] and "valueFrom" in env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     assert set(_by(docs, "Secret", "td-trip-duration-mlflow-auth")["data"]) == {
         "admin-password", "trainer-password", "reader-password", "flask-secret-key"}

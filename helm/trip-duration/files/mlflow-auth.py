@@ -26,11 +26,17 @@ for name, (password, _) in users.items():
         sys.exit(f"mlflow auth: the {name} password in the Secret is shorter than 12 characters; "
                  f"set key {name}-password to a longer one (or delete the generated Secret to get new ones)")
 
+cache_ttl = os.environ.get("TRIP_DURATION_AUTH_CACHE_TTL_SECONDS", "0")
+if not cache_ttl.isdigit():
+    sys.exit(f"mlflow auth: mlflow.auth.cacheTtlSeconds must be a whole number of seconds >= 0, not {cache_ttl!r}")
+
 settings = {
     "default_permission": "READ",
     "database_uri": database_uri,
     "admin_username": "admin",
     "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    # every request is authenticated, and one scrypt check costs ~0.14 s: a model download makes ~45
+    "auth_cache_ttl_seconds": cache_ttl,
 }
 config = configparser.RawConfigParser()
 # MLflow reads the file with ConfigParser's interpolation: a literal % (URL-encoded password) is doubled
