@@ -8,10 +8,8 @@ from prefect.artifacts import create_markdown_artifact
 from flows.kedro_tasks import run_pipeline
 from flows.parameters import DayParam, MonthParam
 from flows.schedule import logical_month
-from trip_duration import layout
 from trip_duration.config import get_settings
-from trip_duration.io import s3
-from trip_duration.io.datasets import resolve_batch
+from trip_duration.io.datasets import is_ingested, resolve_batch
 
 
 @flow(name="inference", description="Score a batch of trips with the champion model.")
@@ -29,7 +27,7 @@ def inference(
     batch = resolve_batch(batch_month, batch_start, batch_end)
     bucket = get_settings().require_bucket()
     for month in batch.months():
-        if reingest or not s3.exists(bucket, layout.validated_key(month)):
+        if reingest or not is_ingested(bucket, month):
             run_pipeline("ingest", {"month": str(month)}, label=f"ingest-{month}")
     params = {"batch_month": batch_month, "batch_start": batch_start, "batch_end": batch_end}
     catalog = run_pipeline("inference", {k: v for k, v in params.items() if v})
@@ -42,10 +40,11 @@ def inference(
             f"# Batch {batch.label}\n\n"
             f"- rows scored: **{summary['rows']}**\n"
             f"- model version: **{summary['model_version']}**\n"
-            f"- predicted minutes: mean {summary['prediction_mean']}, p50 {summary['prediction_p50']}, "
-            f"p95 {summary['prediction_p95']}\n"
-            f"- RMSE vs actual: {summary['rmse_vs_actual']}\n"
-            f"- predictions: `{summary['predictions_uri']}`\n"
+            + (f"- {summary['note']}\n" if summary.get("empty") else
+               f"- predicted minutes: mean {summary['prediction_mean']}, p50 {summary['prediction_p50']}, "
+               f"p95 {summary['prediction_p95']}\n"
+               f"- RMSE vs actual: {summary['rmse_vs_actual']}\n")
+            + f"- predictions: `{summary['predictions_uri']}`\n"
         ),
     )
     return {

@@ -47,6 +47,18 @@ def retry_on_transient(task_obj: Any, task_run: Any, state: Any) -> bool:
     return is_transient(error)
 
 
+def task_options(io_node: bool, compute: bool) -> dict[str, Any]:
+    """Retries and time limit of a node's task: I/O nodes retry transient failures only (one policy:
+    trip_duration.io.transient), with backoff; a node that hits its time limit is never retried."""
+    return {
+        "retries": IO_RETRIES if io_node else 0,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=2) if io_node else 0,
+        "retry_jitter_factor": 0.2 if io_node else None,
+        "retry_condition_fn": retry_on_transient if io_node else None,
+        "timeout_seconds": COMPUTE_TIMEOUT_S if compute or not io_node else IO_TIMEOUT_S,
+    }
+
+
 def _forward_project_logs() -> None:
     """Send Kedro's and the project's log records to the Prefect run (idempotent)."""
     for name in PROJECT_LOGGERS:
@@ -84,16 +96,11 @@ def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None =
         for dataset in pipeline.datasets():
             catalog.get(dataset, fallback_to_runtime_pattern=True)
         for node in pipeline.nodes:  # topologically sorted
-            io_node = _touches_io(node, catalog)
             node_task = task(
                 _run_node,
                 name=node.name,
                 task_run_name=f"{prefix}.{node.name}",
-                retries=IO_RETRIES if io_node else 0,
-                retry_delay_seconds=exponential_backoff(backoff_factor=2) if io_node else 0,
-                retry_jitter_factor=0.2 if io_node else None,
-                retry_condition_fn=retry_on_transient if io_node else None,
-                timeout_seconds=IO_TIMEOUT_S if io_node and "train" not in node.name else COMPUTE_TIMEOUT_S,
+                **task_options(io_node=_touches_io(node, catalog), compute="train" in node.name),
                 cache_policy=NO_CACHE,
                 persist_result=False,
                 # No tags: Prefect takes a tag-concurrency lease (a server write) before each tagged

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     experiment: str = Field(default="trip-duration", description="MLflow experiment for training runs")
     model_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "trip-duration" / "models",
-        description="Local cache of downloaded models, one folder per registry version",
+        description="Local cache of downloaded models, one folder per registry version and its MLflow run id",
     )
 
     def require_bucket(self) -> str:

@@ -4,9 +4,11 @@
 raw/yellow_tripdata_YYYY-MM.parquet                   TLC month as published (never modified)
 quarantine/<raw key>                                  copy of a rejected raw file
 quarantine/<raw key>.reason.json                      why it was rejected
+quarantine/rows/year=YYYY/month=MM.parquet            rejected rows, with rejection_reason
 validated/year=YYYY/month=MM/trips.parquet            rows that passed validation
 reports/ingest/year=YYYY/month=MM/schema.json         schema verdict of the raw file
 reports/ingest/year=YYYY/month=MM/rows.json           row-level filter counts
+reports/ingest/year=YYYY/month=MM/outcome.json        the month's ingest outcome, written last: readers require it
 reports/promotion/train=YYYY-MM/version=N.json        promotion gate decision
 predictions/<batch>/model_version=N/predictions.parquet
 reports/inference/<batch>/model_version=N/summary.json
@@ -47,6 +49,14 @@ def schema_report_key(month: Month) -> str:
 
 def rows_report_key(month: Month) -> str:
     return f"reports/ingest/{_month_part(month)}/rows.json"
+
+
+def ingest_outcome_key(month: Month) -> str:
+    return f"reports/ingest/{_month_part(month)}/outcome.json"
+
+
+def rejected_rows_key(month: Month) -> str:
+    return quarantine_key(f"rows/{_month_part(month)}.parquet")
 
 
 def promotion_report_key(train_month: Month, version: int | str) -> str:

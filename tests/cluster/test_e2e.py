@@ -217,9 +217,13 @@ def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
      'server.auth.existingSecret: Secret "td-bad-auth" has no key "auth-string" (or it is empty); add it: '
      'kubectl -n {ns} create secret generic td-bad-auth --from-literal=auth-string=...'),
     (["--set", "mlflow.auth.existingSecret=td-bad-auth"],
-     {"admin-password": "a", "trainer-password": "t", "reader-password": "r"},
+     {"admin-password": "admin-password-1", "trainer-password": "t" * 24, "reader-password": "r" * 24},
      'mlflow.auth.existingSecret: Secret "td-bad-auth" has no key "flask-secret-key"'),
-], ids=["auth-missing", "auth-no-colon", "auth-wrong-key", "mlflow-missing-key"])
+    (["--set", "mlflow.auth.existingSecret=td-bad-auth"],
+     {"admin-password": "admin-password-1", "trainer-password": "t" * 24, "reader-password": "short-token",
+      "flask-secret-key": "k"},
+     'mlflow.auth.existingSecret: key "reader-password" of Secret "td-bad-auth" is shorter than 24 characters'),
+], ids=["auth-missing", "auth-no-colon", "auth-wrong-key", "mlflow-missing-key", "mlflow-short-token"])
 def test_a_missing_or_malformed_existing_secret_fails_helm_install_naming_the_key(cluster, installed, flags,
                                                                                   secret_data, message):
     """`helm install` against the real cluster (lookup answers): the render fails with the key to

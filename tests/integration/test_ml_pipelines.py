@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -114,6 +115,66 @@ def test_inference_on_a_date_range(trained):
     assert 0 < len(predictions) < 10_000
 
 
+def test_a_batch_without_trips_writes_an_empty_valid_result_and_says_so(trained):
+    """A date range with no trips in it (here: a month whose trips all fall in its first ten days)."""
+    import pyarrow.compute as pc
+
+    from trip_duration import layout
+    from trip_duration.periods import Month
+
+    table = generate_month("2023-06", rows=5_000, seed=5)
+    early = table.filter(pc.less(table["tpep_pickup_datetime"], pd.Timestamp("2023-06-11")))
+    buffer = io.BytesIO()
+    pq.write_table(early, buffer)
+    _s3(trained).put_object(Bucket=trained.bucket, Key=layout.raw_key(Month.parse("2023-06")), Body=buffer.getvalue())
+    kedro_run("ingest", month="2023-06")
+    kedro_run("inference", batch_start="2023-06-20", batch_end="2023-06-25")
+    prefix = "range=2023-06-20_2023-06-25/model_version=1"
+    body = _s3(trained).get_object(Bucket=trained.bucket, Key=f"predictions/{prefix}/predictions.parquet")["Body"]
+    predictions = pd.read_parquet(io.BytesIO(body.read()))
+    assert len(predictions) == 0 and {"predicted_duration", "model_version", "tpep_pickup_datetime"} <= set(predictions)
+    assert str(predictions["predicted_duration"].dtype) == "float32"
+    summary = json.loads(_s3(trained).get_object(
+        Bucket=trained.bucket, Key=f"reports/inference/{prefix}/summary.json")["Body"].read())
+    assert summary["rows"] == 0 and summary["empty"] is True and summary["model_version"] == 1
+    assert "no validated trips" in summary["note"]
+
+
+def test_the_model_cache_is_keyed_by_the_versions_run_not_its_number(trained, tmp_path, monkeypatch, caplog):
+    """A cache that outlives its MLflow database (a new server, a restored backup) holds another "v1":
+    it must never be served for this server's v1."""
+    import logging
+    import shutil
+
+    from tests.conftest import reset_clients
+    from trip_duration.io import registry
+
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("trip-duration", "champion")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRIP_DURATION_MODEL_CACHE_DIR", str(cache))
+    reset_clients()
+    stale = cache / "trip-duration"
+    for name in (champion.version, f"{champion.version}-0123456789abcdef0123456789abcdef"):  # old layout, other run
+        shutil.copytree(Path(__file__).parent, stale / name)  # not a model at all
+        (stale / name / "MLmodel").write_text("from another MLflow database\n")
+    registry._memo.clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="trip_duration"):
+            kedro_run("inference", batch_month="2023-02")
+            first = caplog.text
+            caplog.clear()
+            registry._memo.clear()  # a new process, same disk
+            kedro_run("inference", batch_month="2023-02")
+    finally:
+        registry._memo.clear()
+        monkeypatch.undo()
+        reset_clients()
+    assert f"downloaded trip-duration v{champion.version} (run {champion.run_id})" in first
+    assert f"using cached trip-duration v{champion.version} (run {champion.run_id})" in caplog.text
+    assert (stale / f"{champion.version}-{champion.run_id}" / "MLmodel").exists()
+
+
 def test_broken_file_is_quarantined_and_raw_is_intact(trained):
     table = generate_month("2023-05", rows=500, seed=1).drop_columns(["tpep_dropoff_datetime"])
     buffer = io.BytesIO()
@@ -130,6 +191,67 @@ def test_broken_file_is_quarantined_and_raw_is_intact(trained):
     assert s3.head_object(Bucket=trained.bucket, Key=f"quarantine/{raw_key}")["ContentLength"] == len(buffer.getvalue())
     assert s3.head_object(Bucket=trained.bucket, Key=raw_key)["ETag"] == etag
     assert "validated/year=2023/month=05/trips.parquet" not in _keys(trained, "validated/")
+    assert _json(trained, "reports/ingest/year=2023/month=05/outcome.json")["status"] == "refused"
+
+
+def _put_raw(stack, month: str, table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    _s3(stack).put_object(Bucket=stack.bucket, Key=f"raw/yellow_tripdata_{month}.parquet", Body=buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _json(stack, key):
+    return json.loads(_s3(stack).get_object(Bucket=stack.bucket, Key=key)["Body"].read())
+
+
+def test_one_outcome_per_month_replaced_as_a_whole(trained):
+    """A good month, then a bad file for it, then a good one again: each outcome replaces the last
+    whole (outcome.json written last, old data removed), and readers follow the committed outcome."""
+    from trip_duration.errors import DataNotFoundError
+
+    month, part = "2023-07", "year=2023/month=07"
+    good = generate_month(month, rows=2_000, seed=11)
+    _put_raw(trained, month, good)
+    kedro_run("ingest", month=month)
+    outcome = _json(trained, f"reports/ingest/{part}/outcome.json")
+    assert outcome["status"] == "accepted" and outcome["rows_out"] == _json(trained, f"reports/ingest/{part}/rows.json")["rows_out"]
+    kedro_run("inference", batch_month=month)  # scores the committed month
+
+    # every row of the new file breaks a rule: refused, every row kept with its reason, the old month gone
+    bad = good.set_column(good.schema.get_field_index("trip_distance"), "trip_distance",
+                          pa.array([0.0] * len(good), pa.float64()))
+    body = _put_raw(trained, month, bad)
+    with pytest.raises(SchemaValidationError, match="no row passed the row rules"):
+        kedro_run("ingest", month=month)
+    outcome = _json(trained, f"reports/ingest/{part}/outcome.json")
+    assert outcome["status"] == "refused" and "no row passed" in outcome["reason"]
+    assert _json(trained, f"reports/ingest/{part}/schema.json")["ok"] is False  # not "ok: true" beside a refusal
+    assert f"validated/{part}/trips.parquet" not in _keys(trained, "validated/")
+    rejected = pd.read_parquet(io.BytesIO(_s3(trained).get_object(
+        Bucket=trained.bucket, Key=f"quarantine/rows/{part}.parquet")["Body"].read()))
+    assert len(rejected) == len(bad) and set(rejected["rejection_reason"]) == {"non_positive_distance"}
+    raw_key = f"raw/yellow_tripdata_{month}.parquet"
+    assert _s3(trained).get_object(Bucket=trained.bucket, Key=f"quarantine/{raw_key}")["Body"].read() == body
+    with pytest.raises(Exception, match=f"{month} was refused at ingest"):  # no stale month scored
+        kedro_run("inference", batch_month=month)
+
+    # good again: accepted, the old refusal marked superseded (kept as evidence), not left as current
+    _put_raw(trained, month, good)
+    kedro_run("ingest", month=month)
+    assert _json(trained, f"reports/ingest/{part}/outcome.json")["status"] == "accepted"
+    assert "superseded" in _json(trained, f"quarantine/{raw_key}.reason.json")
+    assert _json(trained, f"reports/ingest/{part}/schema.json")["ok"] is True
+
+    # an ingest interrupted before its commit: the month reads as not ingested, never half of one
+    _s3(trained).delete_object(Bucket=trained.bucket, Key=f"reports/ingest/{part}/outcome.json")
+    with pytest.raises(Exception, match="no committed ingest outcome") as info:
+        kedro_run("inference", batch_month=month)
+    chain, err = [], info.value
+    while err is not None:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    assert any(isinstance(e, DataNotFoundError) for e in chain)
 
 
 def test_a_registered_model_loads_where_the_project_is_not_importable(trained, tmp_path):

@@ -1,5 +1,6 @@
 import io
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +10,7 @@ from kedro.runner import SequentialRunner
 
 from trip_duration.errors import SchemaValidationError
 from trip_duration.pipelines.ingest import create_pipeline
-from trip_duration.pipelines.ingest.nodes import ROW_RULES, check_schema, filter_rows
+from trip_duration.pipelines.ingest.nodes import ROW_RULES, check_schema, filter_rows, ingest_month, require_accepted
 from trip_duration.schema import RawFile
 from trip_duration.synth import generate_month
 
@@ -83,24 +84,40 @@ def test_row_rules_count_every_dropped_row(month):
 
 def test_too_many_bad_rows_fail_the_month(month):
     trips, report = check_schema(_raw(month), PARAMS)
+    mostly_bad = trips.assign(trip_distance=np.where(np.arange(len(trips)) % 10 < 6, 0.0, trips["trip_distance"]))
     with pytest.raises(SchemaValidationError, match="max_rejected_fraction"):
-        filter_rows(trips.assign(trip_distance=0.0), report, PARAMS)
+        filter_rows(mostly_bad, report, PARAMS)
+
+
+class _Kept(MemoryDataset):
+    """Not released after its last consumer, so the test can read it after the run."""
+
+    def _release(self) -> None:
+        pass
 
 
 def test_ingest_pipeline_on_an_in_memory_catalog(month):
-    catalog = DataCatalog(
-        {
-            "raw_month": MemoryDataset(_raw(month)),
-            "params:ingest": MemoryDataset(PARAMS),
-            "validated_trips": MemoryDataset(),
-            "rows_report": MemoryDataset(),
-            "rejected_rows": MemoryDataset(),
-        }
-    )
+    catalog = DataCatalog({"raw_month": MemoryDataset(_raw(month)), "params:ingest": MemoryDataset(PARAMS),
+                           "ingest_outcome": _Kept(copy_mode="assign")})
     SequentialRunner().run(create_pipeline(), catalog)
-    validated, report = catalog.load("validated_trips"), catalog.load("rows_report")
-    assert len(validated) == report["rows_out"] > 4_000
-    assert len(catalog.load("rejected_rows")) == report["rows_rejected"]
+    outcome = catalog.load("ingest_outcome")
+    assert outcome.refused is None and outcome.schema_report["ok"]
+    assert len(outcome.validated) == outcome.rows_report["rows_out"] > 4_000
+    assert len(outcome.rejected) == outcome.rows_report["rows_rejected"]
+
+
+def test_a_month_whose_every_row_breaks_a_rule_is_refused_with_every_row_kept(month):
+    trips, report = check_schema(_raw(month), PARAMS)
+    outcome = ingest_month(trips.assign(trip_distance=0.0), report, PARAMS)
+    assert outcome.validated is None and len(outcome.rejected) == len(trips)
+    assert "no row passed the row rules" in outcome.refused and "quarantine/rows/" in outcome.refused
+    assert outcome.rows_report["rows_out"] == 0 and outcome.rows_report["refused"] == outcome.refused
+    with pytest.raises(SchemaValidationError, match="no row passed the row rules"):
+        require_accepted(outcome)
+    # a broken file: refused the same way, before any row is looked at
+    _, broken = check_schema(_raw(body=b"not parquet"), PARAMS)
+    refused = ingest_month(pd.DataFrame(), broken, PARAMS)
+    assert refused.validated is None and refused.rows_report is None and "unreadable parquet" in refused.refused
 
 
 def _with(table: pa.Table, name: str, values) -> pa.Table:

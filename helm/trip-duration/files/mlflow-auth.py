@@ -21,10 +21,17 @@ users = {
     "trainer": (os.environ["TRIP_DURATION_TRAINER_PASSWORD"], False),
     "reader": (os.environ["TRIP_DURATION_READER_PASSWORD"], False),
 }
+#: The flow-run identities are machine tokens, checked on every request (a model download makes ~40):
+#: their stored hash is a fast salted PBKDF2 instead of MLflow's default scrypt (~0.14 s a check).
+#: A slow hash protects a guessable password; a random token of >= 24 characters is not guessable
+#: however it is hashed, so these must be that long. `admin`, a person's password, keeps scrypt.
+SERVICE_USERS, SERVICE_MIN_LENGTH, SERVICE_HASH = ("trainer", "reader"), 24, "pbkdf2:sha256:1000"
 for name, (password, _) in users.items():
-    if len(password) < 12:
-        sys.exit(f"mlflow auth: the {name} password in the Secret is shorter than 12 characters; "
-                 f"set key {name}-password to a longer one (or delete the generated Secret to get new ones)")
+    minimum = SERVICE_MIN_LENGTH if name in SERVICE_USERS else 12
+    if len(password) < minimum:
+        hint = " (a random token: openssl rand -hex 24)" if name in SERVICE_USERS else ""
+        sys.exit(f"mlflow auth: the {name} password in the Secret is shorter than {minimum} characters; "
+                 f"set key {name}-password to a longer one{hint} (or delete the generated Secret to get new ones)")
 
 cache_ttl = os.environ.get("TRIP_DURATION_AUTH_CACHE_TTL_SECONDS", "0")
 if not cache_ttl.isdigit():
@@ -46,10 +53,25 @@ with os.fdopen(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
     config.write(out)
 
 # imported only now: importing MLflow's auth package reads the config file written above
+from mlflow.server.auth.db.models import SqlUser  # noqa: E402
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore  # noqa: E402
+from werkzeug.security import generate_password_hash  # noqa: E402
 
 store = SqlAlchemyStore()
 store.init_db(database_uri)
+
+
+def _stored_hash(name: str) -> str:
+    with store.ManagedSessionMaker() as session:
+        return session.query(SqlUser).filter(SqlUser.username == name).one().password_hash
+
+
+def _set_fast_hash(name: str, password: str) -> None:
+    with store.ManagedSessionMaker(read_only=False) as session:
+        user = session.query(SqlUser).filter(SqlUser.username == name).one()
+        user.password_hash = generate_password_hash(password, method=SERVICE_HASH)
+
+
 for name, (password, is_admin) in users.items():
     if not store.has_user(name):
         store.create_user(name, password, is_admin=is_admin)
@@ -57,6 +79,8 @@ for name, (password, is_admin) in users.items():
     elif not store.authenticate_user(name, password):
         store.update_user(name, password=password)
         print(f"mlflow auth: password of {name} set from the Secret", flush=True)
+    if name in SERVICE_USERS and not _stored_hash(name).startswith(SERVICE_HASH + "$"):
+        _set_fast_hash(name, password)
     if store.get_user(name).is_admin != is_admin:
         store.update_user(name, is_admin=is_admin)
 store.grant_user_permission("trainer", "registered_model", model_name, "MANAGE")

@@ -42,6 +42,10 @@
 {{- if and $found.data (hasKey $found.data $key) -}}{{- $raw = index $found.data $key | b64dec -}}{{- end -}}
 {{- if not $raw -}}
 {{- $errors = append $errors (printf "%s: Secret %q has no key %q (or it is empty); add it: kubectl -n %s create secret generic %s --from-literal=%s=..." $c.value $c.name $key $.Release.Namespace $c.name $key) -}}
+{{- else if and (has $key (list "trainer-password" "reader-password")) (lt (len $raw) 24) -}}
+{{- $errors = append $errors (printf "%s: key %q of Secret %q is shorter than 24 characters; the flow-run identities need random tokens (openssl rand -hex 24)" $c.value $key $c.name) -}}
+{{- else if and (eq $key "admin-password") (lt (len $raw) 12) -}}
+{{- $errors = append $errors (printf "%s: key %q of Secret %q is shorter than 12 characters; set a longer password" $c.value $key $c.name) -}}
 {{- else if and (eq $key $c.colon) (not (regexMatch "^[^:]+:.+$" $raw)) -}}
 {{- $errors = append $errors (printf "%s: key %q of Secret %q must be user:password (found no colon or an empty part)" $c.value $key $c.name) -}}
 {{- end -}}

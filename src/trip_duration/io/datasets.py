@@ -8,6 +8,7 @@ replaces the same key.
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
 import logging
 from typing import Any
@@ -18,7 +19,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from trip_duration import layout
 from trip_duration.config import get_settings
-from trip_duration.errors import ConfigError, DataNotFoundError
+from trip_duration.errors import ConfigError, DataNotFoundError, SchemaValidationError
 from trip_duration.io import s3
 from trip_duration.periods import DateRange, Month
 from trip_duration.schema import PICKUP, RawFile
@@ -98,74 +99,120 @@ class RawMonthDataset(_S3Dataset):
         raise DatasetError("raw/ is read-only: the pipeline never modifies or replaces a raw object")
 
 
-class SchemaReportDataset(_S3Dataset):
-    """Saves the schema verdict; a rejected file is first copied to quarantine/ with its reason."""
+def require_ingested(bucket: str, month: Month) -> dict:
+    """The month's committed ingest outcome, which every reader of validated/ requires.
+
+    Raises DataNotFoundError (never ingested, or an ingest in progress or interrupted) or
+    SchemaValidationError (the month was refused), each naming the fix.
+    """
+    fix = f"kedro run --pipeline ingest --params month={month}"
+    try:
+        outcome = s3.get_json(bucket, layout.ingest_outcome_key(month))
+    except DataNotFoundError as err:
+        raise DataNotFoundError(
+            f"{month} has no committed ingest outcome (s3://{bucket}/{layout.ingest_outcome_key(month)}): it was never "
+            f"ingested, or its ingest was interrupted; ingest it ({fix})") from err
+    if outcome.get("status") != "accepted":
+        raise SchemaValidationError(f"{month} was refused at ingest: {outcome.get('reason')}")
+    return outcome
+
+
+def is_ingested(bucket: str, month: Month) -> bool:
+    """True when the month has a committed, accepted ingest outcome."""
+    try:
+        require_ingested(bucket, month)
+    except (DataNotFoundError, SchemaValidationError):
+        return False
+    return True
+
+
+def read_validated(bucket: str, month: Month) -> bytes:
+    """The validated parquet of an accepted month, checked against its committed outcome."""
+    outcome = require_ingested(bucket, month)
+    key = layout.validated_key(month)
+    body = s3.get_bytes(bucket, key)
+    if hashlib.sha256(body).hexdigest() != outcome["validated_sha256"]:
+        raise DataNotFoundError(
+            f"s3://{bucket}/{key} is not the one {layout.ingest_outcome_key(month)} committed (an ingest of {month} "
+            "is running or was interrupted): rerun once it has finished, or ingest the month again")
+    return body
+
+
+class IngestOutcomeDataset(_S3Dataset):
+    """One ingest outcome per month, replaced as a whole.
+
+    Saving removes the month's ``outcome.json`` first (readers stop trusting the old outcome),
+    writes the new reports and data, removes what the old outcome had that the new one has not
+    (a refused month keeps no ``validated/``), and writes ``outcome.json`` last. Readers require it
+    (:func:`require_ingested`), and check ``validated/`` against its SHA-256, so an interrupted ingest
+    leaves a month that reads as "not ingested", never half of one. A refused file is copied to
+    ``quarantine/`` with its reason; a refused month's rows are all kept in ``quarantine/rows/``.
+    """
 
     def __init__(self, month: str | None = None):
         self.month = month
 
-    def _key(self) -> str:
-        return layout.schema_report_key(_month(self.month, "month"))
-
-    def save(self, report: dict) -> None:
+    def save(self, outcome: Any) -> None:
+        month = _month(self.month, "month")
         bucket = self._bucket()
-        report = dict(report)
-        if not report["ok"]:
-            source = report["source_key"]
+        outcome_key = layout.ingest_outcome_key(month)
+        s3.delete(bucket, outcome_key)
+        report = dict(outcome.schema_report)
+        source = report["source_key"]
+        reason_key = layout.quarantine_reason_key(source)
+        written: dict[str, str] = {}
+        if outcome.refused:
             report["quarantined_to"] = s3.copy(bucket, source, layout.quarantine_key(source))
-            s3.put_json(bucket, layout.quarantine_reason_key(source), report)
-            logger.error("rejected %s: copied to %s", source, report["quarantined_to"])
-        s3.put_json(bucket, self._key(), report)
+            report["refused"] = outcome.refused
+            s3.put_json(bucket, reason_key, report)
+            logger.error("refused %s: copied to %s", source, report["quarantined_to"])
+            report["ok"] = False  # the month's verdict, whichever check refused it
+            s3.delete(bucket, layout.validated_key(month))
+        else:
+            body = to_parquet_bytes(outcome.validated)
+            written["validated"] = s3.put_bytes(bucket, layout.validated_key(month), body)
+            if s3.exists(bucket, reason_key):  # an earlier refusal of this raw key: superseded, kept
+                old = s3.get_json(bucket, reason_key)
+                old["superseded"] = f"{month} was ingested and accepted since; this copy is kept as evidence"
+                s3.put_json(bucket, reason_key, old)
+        if outcome.rejected is not None and len(outcome.rejected):
+            written["rejected_rows"] = s3.put_bytes(bucket, layout.rejected_rows_key(month),
+                                                    to_parquet_bytes(outcome.rejected))
+        else:
+            s3.delete(bucket, layout.rejected_rows_key(month))
+        if outcome.rows_report is not None:
+            written["rows_report"] = s3.put_json(bucket, layout.rows_report_key(month), outcome.rows_report)
+        else:
+            s3.delete(bucket, layout.rows_report_key(month))
+        written["schema_report"] = s3.put_json(bucket, layout.schema_report_key(month), report)
+        committed = {
+            "month": str(month),
+            "status": "refused" if outcome.refused else "accepted",
+            "reason": outcome.refused,
+            "source_uri": report["source_uri"],
+            "rows_out": outcome.rows_report["rows_out"] if outcome.rows_report and not outcome.refused else 0,
+            "validated_sha256": None if outcome.refused else hashlib.sha256(body).hexdigest(),
+            "written": written,
+        }
+        s3.put_json(bucket, outcome_key, committed)  # last: the commit
 
     def load(self) -> dict:
-        return s3.get_json(self._bucket(), self._key())
+        return s3.get_json(self._bucket(), layout.ingest_outcome_key(_month(self.month, "month")))
 
 
 class MonthParquetDataset(_S3Dataset):
-    """A month-keyed parquet object: ``kind`` is ``validated`` or ``rejected_rows``."""
+    """The validated parquet of a month, read only once its ingest outcome is committed and accepted."""
 
-    _KEYS = {
-        "validated": layout.validated_key,
-        "rejected_rows": lambda m: layout.quarantine_key(f"rows/year={m.year:04d}/month={m.month:02d}.parquet"),
-    }
-
-    def __init__(self, kind: str, month: str | None = None, month_param: str = "month"):
-        if kind not in self._KEYS:
-            raise ConfigError(f"MonthParquetDataset kind={kind!r}: use one of {sorted(self._KEYS)}")
+    def __init__(self, kind: str = "validated", month: str | None = None, month_param: str = "month"):
+        if kind != "validated":
+            raise ConfigError(f"MonthParquetDataset kind={kind!r}: only 'validated' is readable")
         self.kind, self.month, self.month_param = kind, month, month_param
 
-    def _key(self) -> str:
-        return self._KEYS[self.kind](_month(self.month, self.month_param))
-
     def load(self) -> pd.DataFrame:
-        key = self._key()
-        try:
-            body = s3.get_bytes(self._bucket(), key)
-        except DataNotFoundError as err:
-            raise DataNotFoundError(
-                f"{err}: run the ingest pipeline for that month first "
-                f"(kedro run --pipeline ingest --params month={self.month})"
-            ) from err
-        return pd.read_parquet(_io.BytesIO(body))
+        return pd.read_parquet(_io.BytesIO(read_validated(self._bucket(), _month(self.month, self.month_param))))
 
     def save(self, frame: pd.DataFrame) -> None:
-        s3.put_bytes(self._bucket(), self._key(), to_parquet_bytes(frame))
-
-
-class MonthJsonDataset(_S3Dataset):
-    """A month-keyed JSON report (``kind``: ``rows``)."""
-
-    def __init__(self, kind: str = "rows", month: str | None = None):
-        self.kind, self.month = kind, month
-
-    def _key(self) -> str:
-        return layout.rows_report_key(_month(self.month, "month"))
-
-    def load(self) -> dict:
-        return s3.get_json(self._bucket(), self._key())
-
-    def save(self, report: dict) -> None:
-        s3.put_json(self._bucket(), self._key(), report)
+        raise DatasetError("validated/ is written by the ingest outcome only (IngestOutcomeDataset)")
 
 
 class BatchTripsDataset(_S3Dataset):
@@ -178,13 +225,7 @@ class BatchTripsDataset(_S3Dataset):
         batch = resolve_batch(self.month, self.start, self.end)
         bucket, frames = self._bucket(), []
         for month in batch.months():
-            key = layout.validated_key(month)
-            try:
-                body = s3.get_bytes(bucket, key)
-            except DataNotFoundError as err:
-                raise DataNotFoundError(
-                    f"{err}: ingest {month} before scoring it (kedro run --pipeline ingest --params month={month})"
-                ) from err
+            body = read_validated(bucket, month)
             filters = [
                 (PICKUP, ">=", pd.Timestamp(batch.start)),
                 (PICKUP, "<", pd.Timestamp(batch.end)),
@@ -202,20 +243,24 @@ class PredictionsDataset(_S3Dataset):
     def __init__(self, month: str | None = None, start: str | None = None, end: str | None = None):
         self.month, self.start, self.end = month, start, end
         self._last_uri: str | None = None
+        self._last_version: int | None = None
 
     def save(self, predictions: pd.DataFrame) -> None:
-        versions = predictions["model_version"].unique()
-        if len(versions) != 1:
-            raise ValueError(f"one batch is scored by one model version, got {list(versions)}")
+        from trip_duration.pipelines.inference.nodes import model_version_of
+
+        version = model_version_of(predictions)
         batch = resolve_batch(self.month, self.start, self.end)
-        key = layout.predictions_key(batch, versions[0])
+        key = layout.predictions_key(batch, version)
         self._last_uri = s3.put_bytes(self._bucket(), key, to_parquet_bytes(predictions))
+        self._last_version = version
 
     def load(self) -> pd.DataFrame:
         if self._last_uri is None:
             raise DatasetError("predictions are only readable after this run saved them")
         bucket, key = self._last_uri.removeprefix("s3://").split("/", 1)
-        return pd.read_parquet(_io.BytesIO(s3.get_bytes(bucket, key)))
+        frame = pd.read_parquet(_io.BytesIO(s3.get_bytes(bucket, key)))
+        frame.attrs["model_version"] = self._last_version
+        return frame
 
 
 class InferenceSummaryDataset(_S3Dataset):

@@ -98,9 +98,10 @@ def model_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_version(settings: Settings, version: int, model_dir: Path) -> None:
+def verify_version(settings: Settings, version: int, model_dir: Path, tags: dict[str, str] | None = None) -> None:
     """Refuse a version the training flow did not register, or whose files differ from what it registered."""
-    tags = _client().get_model_version(settings.model_name, str(version)).tags or {}
+    if tags is None:
+        tags = _client().get_model_version(settings.model_name, str(version)).tags or {}
     fix = (f"run the training deployment (prefect deployment run training/train) to register a version, "
            f"or point @{settings.champion_alias} back at one it registered")
     if tags.get(REGISTERED_BY_TAG) != REGISTERED_BY:
@@ -114,17 +115,23 @@ def verify_version(settings: Settings, version: int, model_dir: Path) -> None:
             f"flow registered ({DIGEST_TAG}={str(tags.get(DIGEST_TAG))[:12]}...): refusing to load it; {fix}")
 
 
-_memo: dict[tuple[str, int], TripDurationModel] = {}
+_memo: dict[tuple[str, int, str], TripDurationModel] = {}
 _memo_lock = threading.Lock()
 
 
 def load_version(settings: Settings, version: int) -> TripDurationModel:
-    """Load a registry version, cached in-process and on disk under ``model_cache_dir/<name>/<version>``."""
-    memo_key = (settings.model_name, version)
+    """Load a registry version, cached in-process and on disk under ``model_cache_dir/<name>/<version>-<run id>``.
+
+    The cache key is the version's MLflow run id, not its number alone: a cache that outlives its
+    MLflow database (a new server, a restored backup) would otherwise serve another "v1".
+    """
+    found = _client().get_model_version(settings.model_name, str(version))
+    run_id = found.run_id or f"created{found.creation_timestamp}"
+    memo_key = (settings.model_name, version, run_id)
     with _memo_lock:
         if memo_key in _memo:
             return _memo[memo_key]
-        target = Path(settings.model_cache_dir) / settings.model_name / str(version)
+        target = Path(settings.model_cache_dir) / settings.model_name / f"{version}-{run_id}"
         if not (target / "MLmodel").exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
@@ -137,11 +144,11 @@ def load_version(settings: Settings, version: int) -> TripDurationModel:
                 os.replace(staging, target)  # a half-downloaded model is never seen as cached
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-            logger.info("downloaded %s v%s to %s", settings.model_name, version, target)
+            logger.info("downloaded %s v%s (run %s) to %s", settings.model_name, version, run_id, target)
         else:
-            logger.info("using cached %s v%s from %s", settings.model_name, version, target)
+            logger.info("using cached %s v%s (run %s) from %s", settings.model_name, version, run_id, target)
         # before anything is unpickled: only what the training flow registered, byte for byte
-        verify_version(settings, version, target)
+        verify_version(settings, version, target, tags=found.tags or {})
         # MLflow's own check compares all ~200 locked requirements (1.2 s a load); the pickled
         # model depends on a handful, checked below.
         _warn_on_version_drift(target)

@@ -74,6 +74,15 @@ def copy(bucket: str, source_key: str, target_key: str) -> str:
     return f"s3://{bucket}/{target_key}"
 
 
+def delete(bucket: str, key: str) -> bool:
+    """Remove one object; True when it was there (S3's DeleteObject succeeds on a missing key too)."""
+    there = exists(bucket, key)
+    if there:
+        client().delete_object(Bucket=bucket, Key=key)
+        logger.info("deleted s3://%s/%s", bucket, key)
+    return there
+
+
 def ensure_bucket(bucket: str) -> None:
     try:
         client().head_bucket(Bucket=bucket)

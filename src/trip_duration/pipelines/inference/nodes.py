@@ -19,7 +19,14 @@ PREDICTION_COLUMNS = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_dis
 def score_batch(champion: Champion, batch_trips: pd.DataFrame) -> pd.DataFrame:
     """One row per trip: its keys, the predicted minutes, the actual minutes and the model version."""
     if batch_trips.empty:
-        raise ValueError("the batch has no validated trips to score: check batch_month/batch_start/batch_end")
+        # a date range without trips is a valid batch: an empty result with the full schema, said so
+        logger.warning("the batch has no validated trips: writing an empty result (0 rows) with model v%d",
+                       champion.version)
+        empty = batch_trips[PREDICTION_COLUMNS].assign(
+            predicted_duration=pd.Series(dtype=np.float32), actual_duration=pd.Series(dtype=np.float32),
+            model_version=pd.Series(dtype=np.int64))
+        empty.attrs["model_version"] = int(champion.version)  # no row carries it
+        return empty
     predicted = champion.model.predict(batch_trips)
     return batch_trips[PREDICTION_COLUMNS].assign(
         predicted_duration=predicted.astype(np.float32),
@@ -28,13 +35,30 @@ def score_batch(champion: Champion, batch_trips: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def model_version_of(predictions: pd.DataFrame) -> int:
+    """The one model version that scored a batch (an empty batch carries it in ``attrs``)."""
+    versions = predictions["model_version"].unique()
+    if len(versions) == 0 and "model_version" in predictions.attrs:
+        return int(predictions.attrs["model_version"])
+    if len(versions) != 1:
+        raise ValueError(f"one batch is scored by one model version, got {list(versions)}")
+    return int(versions[0])
+
+
 def summarize(predictions: pd.DataFrame) -> dict:
     """Rows, prediction statistics and the model version of the batch."""
+    if predictions.empty:
+        summary = {"rows": 0, "model_version": model_version_of(predictions), "empty": True,
+                   "note": "no validated trips in this batch: the result is empty, not missing"}
+        summary.update(dict.fromkeys(("pickup_min", "pickup_max", "prediction_mean", "prediction_std",
+                                      "prediction_p50", "prediction_p95", "rmse_vs_actual")))
+        logger.warning("scored 0 trips with model v%d: the batch is empty", summary["model_version"])
+        return summary
     predicted = predictions["predicted_duration"]
     error = predicted - predictions["actual_duration"]
     summary = {
         "rows": len(predictions),
-        "model_version": int(predictions["model_version"].iloc[0]),
+        "model_version": model_version_of(predictions),
         "pickup_min": str(predictions[PICKUP].min()),
         "pickup_max": str(predictions[PICKUP].max()),
         "prediction_mean": round(float(predicted.mean()), 4),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -166,22 +167,18 @@ def _rule_masks(trips: pd.DataFrame, settings: IngestParams, month: Month) -> di
     }
 
 
-def filter_rows(trips: pd.DataFrame, schema_report: dict, params: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Keep the rows fit for training and scoring. Returns (validated, rejected rows, row report).
-
-    Every dropped row is counted under its reason and kept, with that reason, in the
-    rejected-rows output: nothing is lost silently.
-    """
-    if not schema_report["ok"]:
-        details = "; ".join(
-            f"{p['column']}: {p['problem']}" if p["column"] else p["problem"] for p in schema_report["problems"]
-        )
-        raise SchemaValidationError(
-            f"{schema_report['source_uri']} rejected: {details}. "
+def _refusal(schema_report: dict) -> str:
+    details = "; ".join(
+        f"{p['column']}: {p['problem']}" if p["column"] else p["problem"] for p in schema_report["problems"]
+    )
+    return (f"{schema_report['source_uri']} rejected: {details}. "
             f"Copied to {schema_report.get('quarantined_to', 'quarantine/')} with its reason; "
-            "replace the raw object with a valid TLC file and rerun."
-        )
-    settings = parse(IngestParams, params, "ingest")
+            "replace the raw object with a valid TLC file and rerun.")
+
+
+def _split_rows(trips: pd.DataFrame, schema_report: dict, settings: IngestParams
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict, str | None]:
+    """(validated, rejected rows, row report, why the month is refused or None)."""
     month = Month.parse(settings.month)
     masks = _rule_masks(trips, settings, month)
     reason = np.full(len(trips), "", dtype=object)
@@ -203,14 +200,66 @@ def filter_rows(trips: pd.DataFrame, schema_report: dict, params: dict) -> tuple
     logger.info(
         "%s: kept %d of %d rows; rejected %s", month, report["rows_out"], report["rows_in"], counts
     )
-    if report["rejected_fraction"] > settings.max_rejected_fraction:
-        raise SchemaValidationError(
-            f"{schema_report['source_uri']}: {report['rejected_fraction']:.1%} of rows broke row rules "
-            f"({counts}), above ingest.max_rejected_fraction={settings.max_rejected_fraction}: "
-            "the file is probably not a yellow-taxi month. Fix the file or raise the limit."
-        )
-    VALIDATED_SCHEMA.validate(validated)
+    refused = None
+    if report["rows_out"] == 0:
+        refused = (f"{schema_report['source_uri']}: no row passed the row rules ({counts}): every row is in "
+                   f"quarantine/rows/ with its reason. Fix the file (is it a yellow-taxi month of {month}?) and rerun.")
+    elif report["rejected_fraction"] > settings.max_rejected_fraction:
+        refused = (f"{schema_report['source_uri']}: {report['rejected_fraction']:.1%} of rows broke row rules "
+                   f"({counts}), above ingest.max_rejected_fraction={settings.max_rejected_fraction}: "
+                   "the file is probably not a yellow-taxi month. Fix the file or raise the limit.")
+    if refused is None:
+        VALIDATED_SCHEMA.validate(validated)
+    return validated, rejected, report, refused
+
+
+def filter_rows(trips: pd.DataFrame, schema_report: dict, params: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Keep the rows fit for training and scoring. Returns (validated, rejected rows, row report).
+
+    Every dropped row is counted under its reason and kept, with that reason, in the
+    rejected-rows output: nothing is lost silently. Raises on a refused file or month.
+    """
+    if not schema_report["ok"]:
+        raise SchemaValidationError(_refusal(schema_report))
+    validated, rejected, report, refused = _split_rows(trips, schema_report, parse(IngestParams, params, "ingest"))
+    if refused:
+        raise SchemaValidationError(refused)
     return validated, rejected, report
+
+
+@dataclass
+class IngestOutcome:
+    """Everything one ingest of a month produced, committed as a whole (io.datasets.IngestOutcomeDataset)."""
+
+    month: str
+    schema_report: dict
+    validated: pd.DataFrame | None
+    rejected: pd.DataFrame | None
+    rows_report: dict | None
+    refused: str | None  # why the month is refused; None: accepted
+
+
+def ingest_month(trips: pd.DataFrame, schema_report: dict, params: dict) -> IngestOutcome:
+    """The month's outcome: accepted (validated rows) or refused (a broken file, or rows that fail
+    the month), never an exception for bad data: the outcome is committed first, then
+    :func:`require_accepted` fails the run with the reason."""
+    settings = parse(IngestParams, params, "ingest")
+    if not schema_report["ok"]:
+        return IngestOutcome(str(settings.month), schema_report, None, None, None, _refusal(schema_report))
+    validated, rejected, report, refused = _split_rows(trips, schema_report, settings)
+    if refused:
+        report["refused"] = refused
+    return IngestOutcome(str(settings.month), schema_report, None if refused else validated, rejected, report, refused)
+
+
+def require_accepted(outcome: dict | IngestOutcome) -> None:
+    """Fail the run, after the outcome was committed, when the month was refused.
+
+    ``outcome`` is the committed ``outcome.json`` (from S3), or the IngestOutcome itself (a memory catalog)."""
+    reason = outcome.refused if isinstance(outcome, IngestOutcome) else (
+        None if outcome.get("status") == "accepted" else outcome.get("reason") or f"outcome {outcome!r}")
+    if reason:
+        raise SchemaValidationError(reason)
 
 
 def _plain_integers(frame: pd.DataFrame) -> pd.DataFrame:

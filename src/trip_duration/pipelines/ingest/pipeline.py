@@ -1,9 +1,11 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
-from trip_duration.pipelines.ingest.nodes import check_schema, filter_rows
+from trip_duration.pipelines.ingest.nodes import check_schema, ingest_month, require_accepted
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    """check_schema -> ingest_month -> the outcome committed as a whole (outcome.json written last,
+    the old outcome removed) -> require_accepted fails the run when the month was refused."""
     return pipeline(
         [
             node(
@@ -13,10 +15,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="check_schema",
             ),
             node(
-                filter_rows,
+                ingest_month,
                 inputs=["parsed_trips", "schema_report", "params:ingest"],
-                outputs=["validated_trips", "rejected_rows", "rows_report"],
+                outputs="ingest_outcome",
                 name="filter_rows",
             ),
+            node(require_accepted, inputs="ingest_outcome", outputs=None, name="require_accepted"),
         ]
     )
