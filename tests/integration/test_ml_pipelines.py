@@ -91,6 +91,68 @@ def test_a_worse_model_never_becomes_champion(trained):
     assert report["promoted"] is False and report["champion_version"] == 1
 
 
+def _versions(client) -> set[int]:
+    return {int(v.version) for v in client.search_model_versions("name = 'trip-duration'")}
+
+
+def test_a_retried_training_run_registers_one_version_and_finds_it_again(trained, monkeypatch):
+    """A retry (Prefect keeps the flow run id across task and flow retries) finds the version its
+    training run registered instead of registering a second one: one version, one MLflow run."""
+    from trip_duration.io.registry import TRAINING_RUN_TAG
+
+    client = MlflowClient()
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "5a0c3f0e-0000-4000-8000-retriedrun01")
+    worse = {"training.model.n_estimators": 1, "training.model.max_depth": 1}
+    before = _versions(client)
+    kedro_run("training", train_month="2023-01", **worse)
+    added = _versions(client) - before
+    assert len(added) == 1
+    (version,) = added
+    kedro_run("training", train_month="2023-01", **worse)  # the retry
+    assert _versions(client) - before == {version}
+    key = "prefect-flow-run:5a0c3f0e-0000-4000-8000-retriedrun01"
+    assert client.get_model_version("trip-duration", str(version)).tags[TRAINING_RUN_TAG] == key
+    runs = client.search_runs([client.get_experiment_by_name("trip-duration").experiment_id],
+                              f"tags.`{TRAINING_RUN_TAG}` = '{key}'")
+    assert len(runs) == 1
+    report = _json(trained, f"reports/promotion/train=2023-01/version={version}.json")
+    assert report["training_run"] == key and report["promoted"] is False
+
+
+def test_the_gate_moves_the_alias_only_from_the_champion_it_compared_and_is_idempotent(trained):
+    """The gate re-reads @champion: a stale comparison never promotes; a retry after the move reports it."""
+    from trip_duration.io.registry import Registration, apply_promotion
+
+    client = MlflowClient()
+    champion = int(client.get_model_version_by_alias("trip-duration", "champion").version)
+    others = sorted(_versions(client) - {champion})
+    if not others:
+        kedro_run("training", train_month="2023-01", **{"training.model.n_estimators": 1})
+        others = sorted(_versions(client) - {champion})
+    candidate = Registration("run", "0", others[-1], "pipeline-run:gate-test", reused=False)
+
+    def decision(compared):
+        return {"promote": True, "champion_version": compared, "reason": "candidate beats the champion",
+                "candidate_rmse": 1.0, "champion_rmse": 2.0}
+
+    try:
+        stale = apply_promotion(candidate, decision(champion + 100))
+        assert not stale.promoted and stale.champion_version == champion
+        assert f"champion moved from v{champion + 100} to v{champion} while this run was training" in stale.reason
+        assert int(client.get_model_version_by_alias("trip-duration", "champion").version) == champion
+
+        moved = apply_promotion(candidate, decision(champion))
+        assert moved.promoted and moved.champion_version == candidate.version
+        tags = client.get_model_version("trip-duration", str(candidate.version)).tags
+        assert tags["promotion.decision"] == "promoted" and tags["promotion.compared_to"] == str(champion)
+
+        retried = apply_promotion(candidate, decision(champion))  # e.g. the tag writes failed after the move
+        assert retried.promoted and "already @champion" in retried.reason
+        assert int(client.get_model_version_by_alias("trip-duration", "champion").version) == candidate.version
+    finally:
+        client.set_registered_model_alias("trip-duration", "champion", str(champion))
+
+
 def test_inference_writes_one_key_per_batch_and_version(trained):
     kedro_run("inference", batch_month="2023-02")
     key = "predictions/year=2023/month=02/model_version=1/predictions.parquet"

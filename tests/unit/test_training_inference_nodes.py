@@ -43,7 +43,7 @@ class _Registry(MemoryDataset):
         from trip_duration.io.registry import Registration
 
         self.candidate = data
-        super().save(Registration("run", "1", 1, data["decision"]["promote"], 1, data["decision"]["reason"]))
+        super().save(Registration("run", "1", 1, "pipeline-run:test", reused=False))
 
 
 class _Kept(MemoryDataset):
@@ -53,7 +53,16 @@ class _Kept(MemoryDataset):
         pass
 
 
-def test_training_then_inference_pipelines_on_memory_catalog():
+def test_training_then_inference_pipelines_on_memory_catalog(monkeypatch):
+    from trip_duration.io import registry as registry_module
+
+    gated = []
+
+    def apply_promotion(registration, decision):  # the registry side is tested on a real MLflow server
+        gated.append((registration.version, decision["promote"]))
+        return registry_module.Promotion(registration.version, decision["promote"], 1, decision["reason"])
+
+    monkeypatch.setattr(registry_module, "apply_promotion", apply_promotion)
     train, valid = _clean("2023-01"), _clean("2023-02")
     registry = _Registry()
     catalog = DataCatalog(
@@ -68,6 +77,7 @@ def test_training_then_inference_pipelines_on_memory_catalog():
     )
     SequentialRunner().run(training_pipeline(), catalog)
     report = catalog.load("promotion_report")
+    assert gated == [(1, True)]  # the gate is its own node, after registration
     assert report["promoted"] and report["model_rmse"] < 0.9 * report["baseline_rmse"]
     assert registry.candidate["facts"]["train_rows"] == len(train)
     assert list(registry.candidate["input_example"].columns) == [

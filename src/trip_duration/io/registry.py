@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,36 +259,103 @@ class ChampionModelDataset(AbstractDataset):
         return {"required": self.required}
 
 
+#: One training run (the Prefect flow run, or one pipeline run outside Prefect) registers one version,
+#: tagged with this key: a retried registration finds it again instead of registering a second one.
+TRAINING_RUN_TAG = "trip_duration.training_run"
+
+
+def training_run_key(fallback: str) -> str:
+    """The Prefect flow run's id when running under Prefect (task and flow retries keep it), else ``fallback``."""
+    flow_run = os.environ.get("PREFECT__FLOW_RUN_ID")
+    return f"prefect-flow-run:{flow_run}" if flow_run else fallback
+
+
 @dataclass(frozen=True)
 class Registration:
     run_id: str
     experiment_id: str
     version: int
+    training_run: str
+    reused: bool  # True: an earlier attempt of this training run had registered it
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: int
     promoted: bool
-    champion_version: int | None
+    champion_version: int | None  # where the alias points after the gate
     reason: str
 
 
-class ModelRegistryDataset(AbstractDataset):
-    """Saving a candidate logs an MLflow run, registers a version and applies the gate's decision.
+def _version_of_training_run(settings: Settings, key: str, model_rmse: float) -> Any | None:
+    """The version an earlier attempt of this training run registered, if it holds the same model."""
+    found = _client().search_model_versions(
+        f"name = '{settings.model_name}' and tags.`{TRAINING_RUN_TAG}` = '{key}'")
+    if not found:
+        return None
+    found = sorted(found, key=lambda v: int(v.version))
+    if len(found) > 1:
+        logger.warning("training run %s has %d versions (%s): using the first", key, len(found),
+                       ", ".join(f"v{v.version}" for v in found))
+    version = found[0]
+    logged = _client().get_run(version.run_id).data.metrics.get("model_rmse") if version.run_id else None
+    if logged is None or abs(logged - model_rmse) > 1e-9 * max(1.0, abs(model_rmse)):
+        logger.warning("training run %s registered v%s with model RMSE %s; this attempt trained another model "
+                       "(RMSE %.6f): registering it as a new version", key, version.version, logged, model_rmse)
+        return None
+    return version
 
-    Loading returns the :class:`Registration` of the last save in this process.
+
+class ModelRegistryDataset(AbstractDataset):
+    """Saving a candidate logs an MLflow run and registers one version for this training run.
+
+    Idempotent: a retry (of the task or of the flow) finds the version its training run already
+    registered (version tag ``trip_duration.training_run``) and completes what is missing, instead
+    of registering a second one. The champion alias is moved by the gate node, not here
+    (:func:`apply_promotion`). Loading returns the :class:`Registration` of the last save in this process.
     """
 
     def __init__(self) -> None:
         self._last: Registration | None = None
+        self._fallback_key = f"pipeline-run:{uuid.uuid4()}"
 
     def save(self, candidate: dict) -> None:
         settings = get_settings()
+        key = training_run_key(self._fallback_key)
+        existing = _version_of_training_run(settings, key, candidate["metrics"]["model_rmse"])
+        if existing is not None:
+            run = _client().get_run(existing.run_id)
+            version, run_id, experiment_id = int(existing.version), existing.run_id, run.info.experiment_id
+            tags = existing.tags or {}
+            logger.info("%s v%d was already registered by this training run (%s): not registering another",
+                        settings.model_name, version, key)
+        else:
+            version, run_id, experiment_id = self._register(settings, candidate, key)
+            tags = {}
+        client = _client()
+        if DIGEST_TAG not in tags:
+            # what inference checks before unpickling (verify_version), set before the gate can move the alias
+            with tempfile.TemporaryDirectory(prefix="registered-") as tmp:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=tmp)
+                client.set_model_version_tag(settings.model_name, str(version), DIGEST_TAG, model_digest(Path(local)))
+        if tags.get(REGISTERED_BY_TAG) != REGISTERED_BY:
+            client.set_model_version_tag(settings.model_name, str(version), REGISTERED_BY_TAG, REGISTERED_BY)
+        logger.info("registered %s v%d (MLflow run %s, training run %s)", settings.model_name, version, run_id, key)
+        self._last = Registration(run_id, experiment_id, version, key, reused=existing is not None)
+
+    @staticmethod
+    def _register(settings: Settings, candidate: dict, key: str) -> tuple[int, str, str]:
         experiment = mlflow.set_experiment(settings.experiment)
         if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
             _client().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-        decision = candidate["decision"]
+        # a failure inside this block ends the MLflow run as FAILED: no version, nothing half-registered
         with mlflow.start_run(run_name=f"train-{candidate['facts']['train_month']}") as run:
             mlflow.log_params(candidate["params"])
             mlflow.log_metrics(candidate["metrics"])
             mlflow.set_tags({f"data.{k}": v for k, v in candidate["facts"].items()})
-            mlflow.set_tags({"device": candidate["device"], "decision": decision["action"]})
+            mlflow.set_tags({"device": candidate["device"], "decision": candidate["decision"]["action"],
+                             TRAINING_RUN_TAG: key})
             if os.environ.get("PREFECT__FLOW_RUN_ID"):  # links the MLflow run to the Prefect run
                 mlflow.set_tag("prefect_flow_run_id", os.environ["PREFECT__FLOW_RUN_ID"])
             example = candidate["input_example"]
@@ -299,47 +367,12 @@ class ModelRegistryDataset(AbstractDataset):
                     signature=infer_signature(example, model.predict(example)),
                     input_example=example,
                     pip_requirements=model_requirements(),
-                    registered_model_name=settings.model_name,
                     # self-contained: the package the pickle refers to travels with it
                     code_paths=[str(code)],
                 )
-        version = int(info.registered_model_version)
-        promoted, reason = bool(decision["promote"]), decision["reason"]
-        client = _client()
-        # what inference will check before unpickling (verify_version), set before any alias move
-        with tempfile.TemporaryDirectory(prefix="registered-") as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=tmp)
-            digest = model_digest(Path(local))
-        client.set_model_version_tag(settings.model_name, str(version), DIGEST_TAG, digest)
-        client.set_model_version_tag(settings.model_name, str(version), REGISTERED_BY_TAG, REGISTERED_BY)
-        if promoted:
-            current = champion_version(settings)
-            if current != decision["champion_version"]:
-                promoted = False
-                reason = (
-                    f"champion moved from v{decision['champion_version']} to v{current} while this run "
-                    "was training: not promoting a model compared against a stale champion"
-                )
-            else:
-                client.set_registered_model_alias(settings.model_name, settings.champion_alias, str(version))
-        tags = {
-            "promotion.decision": "promoted" if promoted else "rejected",
-            "promotion.reason": reason,
-            "promotion.compared_to": str(decision["champion_version"] or "none"),
-            "promotion.candidate_rmse": f"{candidate['metrics']['model_rmse']:.6f}",
-            "promotion.champion_rmse": str(decision.get("champion_rmse")),
-        }
-        for key, value in tags.items():
-            client.set_model_version_tag(settings.model_name, str(version), key, value)
-        logger.info("registered %s v%d: %s (%s)", settings.model_name, version, tags["promotion.decision"], reason)
-        self._last = Registration(
-            run_id=run.info.run_id,
-            experiment_id=run.info.experiment_id,
-            version=version,
-            promoted=promoted,
-            champion_version=version if promoted else decision["champion_version"],
-            reason=reason,
-        )
+            # the version is created with its training-run tag in one call: a retry always finds it
+            registered = mlflow.register_model(info.model_uri, settings.model_name, tags={TRAINING_RUN_TAG: key})
+        return int(registered.version), run.info.run_id, run.info.experiment_id
 
     def load(self) -> Registration:
         if self._last is None:
@@ -348,3 +381,48 @@ class ModelRegistryDataset(AbstractDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {}
+
+
+def apply_promotion(registration: Registration, decision: dict) -> Promotion:
+    """The gate's decision applied to the registry, idempotently and only if nothing changed.
+
+    The alias moves only when the decision says promote AND the champion is still the version the
+    candidate was compared with; a retry after the alias already moved reports the promotion
+    instead of refusing it. MLflow has no compare-and-set for aliases: the champion is read again
+    just before the move and just after it, so a move by someone else in between is reported, not
+    hidden (training runs one at a time on the ``gpu`` queue, so only a manual move can race).
+    """
+    settings = get_settings()
+    name, version, alias = settings.model_name, registration.version, settings.champion_alias
+    compared = decision["champion_version"]
+    current = champion_version(settings)
+    if current == version:
+        promoted, reason = True, f"v{version} is already @{alias}: an earlier attempt of this training run promoted it"
+    elif not decision["promote"]:
+        promoted, reason = False, decision["reason"]
+    elif current != compared:
+        promoted = False
+        reason = (f"champion moved from {_v(compared)} to {_v(current)} while this run was training: "
+                  "not promoting a model compared against a stale champion")
+    else:
+        _client().set_registered_model_alias(name, alias, str(version))
+        current = champion_version(settings)
+        promoted = current == version
+        reason = decision["reason"] if promoted else (
+            f"champion moved to {_v(current)} while the alias was being set: v{version} is not champion")
+    tags = {
+        "promotion.decision": "promoted" if promoted else "rejected",
+        "promotion.reason": reason,
+        # when promoted, the version it replaced: where to point the alias back to undo it
+        "promotion.compared_to": str(compared or "none"),
+        "promotion.candidate_rmse": f"{decision['candidate_rmse']:.6f}",
+        "promotion.champion_rmse": str(decision.get("champion_rmse")),
+    }
+    for key, value in tags.items():
+        _client().set_model_version_tag(name, str(version), key, value)
+    logger.info("%s v%d: %s (%s)", name, version, tags["promotion.decision"], reason)
+    return Promotion(version, promoted, current, reason)
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"

@@ -127,15 +127,24 @@ def build_candidate(
     }
 
 
-def promotion_report(registration, decision: dict, metrics: dict[str, float]) -> dict:
+def apply_gate(registration, decision: dict):
+    """The promotion gate as its own step: moves ``@champion`` to the registered version only when
+    the decision says so and the champion is still the one it was compared with (idempotent on retry)."""
+    from trip_duration.io.registry import apply_promotion
+
+    return apply_promotion(registration, decision)
+
+
+def promotion_report(registration, promotion, decision: dict, metrics: dict[str, float]) -> dict:
     """The JSON a person reads: what was trained, how it scored, and what the gate did."""
     return {
         "version": registration.version,
         "run_id": registration.run_id,
         "experiment_id": registration.experiment_id,
-        "promoted": registration.promoted,
-        "reason": registration.reason,
-        "champion_version": registration.champion_version,
+        "training_run": registration.training_run,
+        "promoted": promotion.promoted,
+        "reason": promotion.reason,
+        "champion_version": promotion.champion_version,
         "compared_to": decision["champion_version"],
         "champion_rmse": decision["champion_rmse"],
         **metrics,

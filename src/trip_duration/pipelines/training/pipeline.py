@@ -1,6 +1,7 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
 from trip_duration.pipelines.training.nodes import (
+    apply_gate,
     build_candidate,
     decide_promotion,
     evaluate,
@@ -37,9 +38,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "registered_model",
                 name="register_model",
             ),
+            node(apply_gate, ["registered_model", "promotion_decision"], "promotion", name="apply_gate"),
             node(
                 promotion_report,
-                ["registered_model", "promotion_decision", "validation_metrics"],
+                ["registered_model", "promotion", "promotion_decision", "validation_metrics"],
                 "promotion_report",
                 name="report_promotion",
             ),
