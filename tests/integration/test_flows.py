@@ -39,7 +39,7 @@ def test_train_then_infer_through_the_workers(deployed):
     # untagged: a tagged task run first takes a tag-concurrency lease (a server write) to start
     assert not [t.name for t in task_runs if t.tags]
     assert {"ingest-2023-01.check_schema", "ingest-2023-02.filter_rows", "training.train_model",
-            "training.register_model"} <= names  # one Prefect task per Kedro node
+            "training.register_model", "training.apply_gate"} <= names  # one Prefect task per Kedro node
     client = MlflowClient()
     (mlflow_run,) = client.search_runs(
         experiment_ids=[e.experiment_id for e in client.search_experiments()],
@@ -47,6 +47,8 @@ def test_train_then_infer_through_the_workers(deployed):
     )  # the MLflow run is linked to the Prefect run that made it
     (version,) = client.search_model_versions(f"run_id = '{mlflow_run.info.run_id}'")
     assert version.tags["promotion.decision"] in {"promoted", "rejected"}
+    # one version per training run, keyed by the Prefect flow run a retry keeps
+    assert version.tags["trip_duration.training_run"] == f"prefect-flow-run:{run_id}"
     champion = client.get_model_version_by_alias("trip-duration", "champion")
 
     state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
