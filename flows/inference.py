@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, State
 
 from flows.kedro_tasks import run_pipeline
 from flows.parameters import DayParam, MonthParam
 from flows.schedule import logical_month
 from trip_duration.config import get_settings
+from trip_duration.io.availability import inference_month
 from trip_duration.io.datasets import is_ingested, resolve_batch
+from trip_duration.io.registry import champion_version
 
 
 @flow(name="inference", description="Score a batch of trips with the champion model.")
@@ -18,12 +21,25 @@ def inference(
     batch_start: DayParam | None = None,
     batch_end: DayParam | None = None,
     reingest: bool = False,
-) -> dict:
-    """Without a batch, scores the month before the scheduled time. Months not yet validated
-    (or all, with ``reingest``) go through the ingest pipeline first."""
+) -> dict | State:
+    """Without a batch (a scheduled run), scores the newest month that has data and no predictions of
+    the current champion yet, looking back from the month before the scheduled time; with none,
+    completes saying why (trip_duration.io.availability). Months not yet validated (or all, with
+    ``reingest``) go through the ingest pipeline first."""
     logger = get_run_logger()
     if not (batch_month or batch_start or batch_end):
-        batch_month = str(logical_month().previous())
+        settings = get_settings()
+        champion = champion_version(settings)
+        if champion is None:
+            reason = (f"nothing to score: {settings.model_name!r} has no @{settings.champion_alias} yet "
+                      "(run the training deployment: prefect deployment run training/train)")
+            logger.warning(reason)
+            return Completed(message=reason)
+        pick = inference_month(settings.require_bucket(), logical_month().previous(), champion)
+        logger.info(pick.reason)
+        if pick.month is None:
+            return Completed(message=pick.reason)
+        batch_month = str(pick.month)
     batch = resolve_batch(batch_month, batch_start, batch_end)
     bucket = get_settings().require_bucket()
     for month in batch.months():

@@ -28,12 +28,15 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.logging.handlers import APILogHandler  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
+from trip_duration import logs  # noqa: E402
 from trip_duration.io.transient import is_transient  # noqa: E402
 
 IO_RETRIES = 4
 IO_TIMEOUT_S = 15 * 60
 COMPUTE_TIMEOUT_S = 4 * 60 * 60
 PROJECT_LOGGERS = ("kedro", "trip_duration")
+# our errors (bad data, a missing month, a refused model) as one line, tracebacks at DEBUG only
+logs.install()
 
 
 def retry_on_transient(task_obj: Any, task_run: Any, state: Any) -> bool:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, State
 
 from flows.kedro_tasks import run_pipeline
 from flows.parameters import DeviceParam, MonthParam
 from flows.schedule import logical_month
+from trip_duration.config import get_settings
+from trip_duration.errors import ConfigError
+from trip_duration.io.availability import training_months
 from trip_duration.periods import Month
 
 
@@ -16,10 +20,21 @@ def training(
     train_month: MonthParam | None = None,
     valid_month: MonthParam | None = None,
     device: DeviceParam = "auto",
-) -> dict:
-    """``train_month`` defaults to two months before the scheduled time, ``valid_month`` to the next one."""
+) -> dict | State:
+    """Without ``train_month`` (a scheduled run), trains on the newest month that has data for itself and
+    the next one and no model yet, looking back from two months before the scheduled time; with none,
+    completes saying why (trip_duration.io.availability). ``valid_month`` defaults to the month after."""
     logger = get_run_logger()
-    train = Month.parse(train_month, key="train_month") if train_month else logical_month().previous().previous()
+    if train_month:
+        train = Month.parse(train_month, key="train_month")
+    elif valid_month:
+        raise ConfigError(f"valid_month={valid_month} is set but train_month is not: set train_month=YYYY-MM too")
+    else:
+        pick = training_months(get_settings().require_bucket(), logical_month().previous().previous())
+        logger.info(pick.reason)
+        if pick.month is None:
+            return Completed(message=pick.reason)
+        train = pick.month
     valid = Month.parse(valid_month, key="valid_month") if valid_month else train.next()
     logger.info("training on %s, validating on %s", train, valid)
     for month in (train, valid):

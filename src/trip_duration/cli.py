@@ -16,7 +16,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import KedroCliError
 
-from trip_duration.errors import TripDurationError
+from trip_duration.logs import project_error
 from trip_duration.pipeline_registry import pipeline_names
 
 
@@ -32,17 +32,6 @@ class UserError(click.ClickException):
 
 
 _VERBOSE = click.Option(["--verbose", "-v"], is_flag=True, help="Show the full traceback of an error.")
-
-
-def _project_error(err: BaseException) -> TripDurationError | None:
-    """Our own error behind ``err`` (Kedro wraps a dataset's error in its DatasetError)."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, TripDurationError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 @click.group(name="trip_duration")
@@ -65,7 +54,7 @@ def run(ctx: click.Context, verbose: bool, **kwargs) -> None:
     try:
         ctx.invoke(kedro_run, **kwargs)
     except Exception as err:
-        ours = _project_error(err)
+        ours = project_error(err)
         if ours is None:
             raise
         raise UserError(str(ours)) from err

@@ -98,3 +98,39 @@ def test_local_deploys_leave_schedules_paused_and_nothing_scheduled(deployed):
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train", "infer"])),
         )
         assert not [r for r in scheduled if r.auto_scheduled]
+
+
+def test_a_users_error_is_one_line_in_the_runs_logs_without_a_traceback(deployed):
+    """A month that is not in the bucket: the run fails with one line saying what to do, in the run's
+    logs (Prefect UI) and in the process output (what `kubectl logs` shows); tracebacks only at DEBUG."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    worker_log = deployed.root / "logs" / "worker-cpu.log"
+    offset = worker_log.stat().st_size
+    state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2019-01"}, timeout=600)
+    assert state == "Failed"
+    with get_client(sync_client=True) as client:
+        messages = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+    errors = [m for m in messages if "DataNotFoundError" in m]
+    assert errors, messages
+    assert all("\n" not in m for m in errors)
+    assert "raw/yellow_tripdata_2019-01.parquet does not exist" in errors[0]
+    assert "trip-duration generate --month 2019-01" in errors[0]  # the fix
+    assert not [m for m in messages if "Traceback" in m], messages
+    printed = worker_log.read_text()[offset:]
+    assert "does not exist" in printed and "Traceback" not in printed, printed[-4000:]
+
+
+def test_scheduled_runs_without_data_complete_saying_why(deployed):
+    """A run without months (as the schedules start them) looks for data from its scheduled month back;
+    the stack's synthetic months are years old, so both complete, doing nothing, with the reason."""
+    from prefect.client.orchestration import get_client
+
+    for name, says in (("training/train", "nothing to train"), ("inference/infer", "nothing to score")):
+        state, _, run_id = run_and_wait(name, {}, timeout=600)
+        with get_client(sync_client=True) as client:
+            message = client.read_flow_run(run_id).state.message or ""
+        assert state == "Completed", (name, message)
+        assert message.startswith(says), message
+        assert "next run looks again" in message or "no @champion yet" in message, message
