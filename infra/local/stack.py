@@ -239,6 +239,12 @@ class Stack:
             else:
                 _run([prefect, "work-queue", "set-concurrency-limit", queue, str(limit), "--pool", pool], env)
 
+    def create_automations(self) -> None:
+        """The chart's automations (crash runs that stop sending heartbeats), from the same file."""
+        files = ROOT / "helm" / "trip-duration" / "files"
+        _run([str(VENV_BIN / "python"), str(files / "automations.py"), str(files / "automations.json")],
+             {**os.environ, **self.env()})
+
     def start_warm_server(self) -> None:
         """The warm-start server the process pool's command talks to (see infra/local/warmstart.py)."""
         pid_file, log = self._paths("warmstart")
@@ -274,6 +280,7 @@ class Stack:
             self.start_prefect()
             with heartbeat(f"creating work pool {POOL!r} and its queues ({', '.join(QUEUES)})"):
                 self.create_pool()
+                self.create_automations()
             if workers:
                 with heartbeat("starting the warm-start server (it imports the libraries once) and the workers"):
                     self.start_workers()
@@ -347,10 +354,14 @@ def running(pid_file: Path) -> bool:
     if not pid_file.exists():
         return False
     try:
-        os.kill(int(pid_file.read_text()), 0)
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
     except (ProcessLookupError, ValueError):
         return False
-    return True
+    try:  # a killed child its parent has not reaped yet (a zombie) answers kill(0) but is not running
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def wait_http(url: str, what: str, log: Path, timeout: float = 60) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import time
+from pathlib import Path
 
 import boto3
 import pandas as pd
@@ -134,3 +138,101 @@ def test_scheduled_runs_without_data_complete_saying_why(deployed):
         assert state == "Completed", (name, message)
         assert message.startswith(says), message
         assert "next run looks again" in message or "no @champion yet" in message, message
+
+
+def _pids_of_flow_run(run_id: str) -> list[int]:
+    """Processes whose environment carries this flow run (the worker's child and the forked run)."""
+    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_run_killed_with_its_worker_is_marked_crashed_and_frees_the_slot(deployed):
+    """SIGKILL of the flow-run process and of its worker mid-training: nothing reports the death, the
+    heartbeats stop, and the automation (helm/trip-duration/files/automations.json) marks the run
+    Crashed within a bounded time; the gpu queue's one slot is free again, a rerun completes, and the
+    MLflow run a killed training left RUNNING is ended FAILED by that rerun."""
+    import mlflow
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    run = run_deployment("training/train", parameters={"train_month": "2023-01"}, timeout=0)
+    with get_client(sync_client=True) as client:
+        _wait_for_task(client, run.id, "training.train_model")  # killed while training: heartbeats have started
+        worker = int((deployed.root / "pids" / "worker-gpu.pid").read_text())
+        victims = [worker, *_pids_of_flow_run(str(run.id))]
+        assert len(victims) >= 2, victims
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        # what a killed registration leaves: an MLflow run RUNNING, tagged with its flow run
+        experiment = mlflow.set_experiment("trip-duration")
+        orphan = MlflowClient().create_run(experiment.experiment_id, tags={"prefect_flow_run_id": str(run.id)})
+        while time.monotonic() - killed < 240:
+            state = client.read_flow_run(run.id).state
+            if state.is_final():
+                break
+            time.sleep(2)
+        crashed_after = time.monotonic() - killed
+    assert state.type.value == "CRASHED", (state.name, state.message)
+    assert "No heartbeat for 90 s" in (state.message or "")
+    assert crashed_after < 150, crashed_after  # 90 s without heartbeats + the server's evaluation period
+    deployed.start_workers()  # a new worker; the dead run no longer holds the queue's slot
+    rerun_state, _, _ = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
+    assert rerun_state == "Completed"
+    ended = MlflowClient().get_run(orphan.info.run_id)
+    assert ended.info.status == "FAILED" and ended.data.tags["trip_duration.ended_by"].startswith("prefect-flow-run:")
+
+
+def _wait_for_task(client, run_id, name: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if name in {t.name for t in _task_runs(run_id) if t.state and t.state.is_running()}:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{name} never ran: {client.read_flow_run(run_id).state}")
+
+
+def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_is_clean(deployed):
+    """MLflow stopped while the model trains: registration fails after 3 retries, each a WARNING in the
+    run's own logs, in under 3 minutes (not ~20 behind MLflow's own retries); no version and no alias
+    move; with MLflow back, a rerun registers exactly one version."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.deployments import run_deployment
+
+    from flows.kedro_tasks import IO_RETRIES
+
+    mlflow_client = MlflowClient()
+    versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")}
+    champion = mlflow_client.get_model_version_by_alias("trip-duration", "champion").version
+    run = run_deployment("training/train", parameters={"train_month": "2023-01"}, timeout=0)
+    with get_client(sync_client=True) as client:
+        _wait_for_task(client, run.id, "training.train_model")
+        deployed.stop("mlflow")
+        try:
+            deadline = time.monotonic() + 600
+            while not (state := client.read_flow_run(run.id).state).is_final() and time.monotonic() < deadline:
+                time.sleep(2)
+        finally:
+            deployed.start_mlflow()
+        register = next(t for t in _task_runs(run.id) if t.name == "training.register_model")
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    assert state.type.value == "FAILED", state
+    assert register.run_count == IO_RETRIES + 1
+    budget = (register.end_time - register.start_time).total_seconds()
+    assert budget < 180, budget  # the documented bound, not a speed figure: MLflow's defaults took ~20 min
+    warnings = [log.message for log in logs if log.level == 30 and "transient error" in log.message]
+    assert len(warnings) == IO_RETRIES and all("training.register_model" in w for w in warnings), warnings
+    assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} == versions
+    assert mlflow_client.get_model_version_by_alias("trip-duration", "champion").version == champion
+    rerun_state, _, _ = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
+    assert rerun_state == "Completed"
+    assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} - versions) == 1

@@ -123,6 +123,10 @@ def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
     assert props["finished_job_ttl"]["default"] == 3600
     setup = config["data"]["setup.sh"]
     assert "--overwrite" in setup and "set-concurrency-limit gpu 4" in setup and "--limit 4" in setup
+    # the crash-detection automation (the same files the local stack uses), upserted by the same hook Job
+    assert json.loads(config["data"]["automations.json"]) == json.loads((CHART / "files" / "automations.json").read_text())
+    assert config["data"]["automations.py"] == (CHART / "files" / "automations.py").read_text()
+    assert setup.rstrip().endswith("python /config/automations.py /config/automations.json")
     gpu_vars = next(d for d in docs if d["metadata"]["name"].endswith("-gpu-job-variables"))
     assert "cloud.google.com/gke-accelerator: nvidia-l4" in gpu_vars["data"]["job-variables.yaml"]
     role = next(d for d in docs if d["kind"] == "Role")
@@ -165,3 +169,16 @@ def test_every_value_is_documented_and_the_table_is_current():
     undocumented = [leaf for leaf in _leaves(values) if leaf not in documented]
     assert undocumented == [], f"values without a `# --` comment: {undocumented}"
     assert helm_docs.main(["--check"]) == 0, "run `make docs`"
+
+
+def test_every_deployment_sends_heartbeats_often_enough_for_the_crash_automation():
+    """A run is marked Crashed after `within` seconds without a heartbeat: the deployments must send one
+    at least three times in that window, or healthy runs would be crashed."""
+    import yaml
+
+    spec = yaml.safe_load((CHART.parents[1] / "prefect.yaml").read_text())
+    (crash,) = json.loads((CHART / "files" / "automations.json").read_text())
+    assert crash["trigger"]["posture"] == "Proactive" and crash["actions"][0]["state"] == "CRASHED"
+    for deployment in spec["deployments"]:
+        frequency = int(deployment["work_pool"]["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+        assert 30 <= frequency and 3 * frequency <= crash["trigger"]["within"], deployment["name"]

@@ -349,6 +349,7 @@ class ModelRegistryDataset(AbstractDataset):
         experiment = mlflow.set_experiment(settings.experiment)
         if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
             _client().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        _end_orphan_runs(experiment.experiment_id)
         # a failure inside this block ends the MLflow run as FAILED: no version, nothing half-registered
         with mlflow.start_run(run_name=f"train-{candidate['facts']['train_month']}") as run:
             mlflow.log_params(candidate["params"])
@@ -381,6 +382,39 @@ class ModelRegistryDataset(AbstractDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {}
+
+
+def _end_orphan_runs(experiment_id: str) -> None:
+    """End as FAILED the MLflow runs a killed training left RUNNING: those whose Prefect flow run is
+    over (Crashed, Failed, Cancelled: the process died inside its MLflow run) or gone. Best effort: the
+    Prefect API unreachable leaves them for the next run."""
+    ours = os.environ.get("PREFECT__FLOW_RUN_ID")
+    orphans = [run for run in _client().search_runs([experiment_id], "attributes.status = 'RUNNING'")
+               if run.data.tags.get("prefect_flow_run_id") not in (None, ours)]
+    if not orphans:
+        return
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as prefect:
+            for run in orphans:
+                flow_run = run.data.tags["prefect_flow_run_id"]
+                try:
+                    state = prefect.read_flow_run(UUID(flow_run)).state
+                except (ObjectNotFound, ValueError):
+                    state = None
+                if state is not None and not state.is_final():
+                    continue  # that training is still running
+                _client().set_terminated(run.info.run_id, "FAILED")
+                _client().set_tag(run.info.run_id, "trip_duration.ended_by", f"prefect-flow-run:{ours}")
+                logger.warning("MLflow run %s was left RUNNING by flow run %s (%s): ended it as FAILED",
+                               run.info.run_id, flow_run, state.name if state else "not found")
+    except Exception as err:  # noqa: BLE001 - a cleanup must never fail the training that found it
+        logger.warning("could not check %d RUNNING MLflow run(s) against Prefect (%s): left for the next run",
+                       len(orphans), err)
 
 
 def apply_promotion(registration: Registration, decision: dict) -> Promotion:
