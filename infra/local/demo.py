@@ -50,8 +50,8 @@ def _deploy_progress(line: str) -> str | None:
 def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> None:
     """Deactivate the deployments' schedules (Prefect then deletes the runs it had scheduled).
 
-    The local stack holds two synthetic months: a monthly `train` and a daily `infer` would fail on
-    every date without data. Runs started by hand are unaffected; `RESUME_HINT` turns them back on.
+    The local stack holds two synthetic months of 2023: a scheduled `train` or `infer` would only complete
+    saying there is nothing to do. Runs started by hand are unaffected; `RESUME_HINT` turns them back on.
     """
     from prefect.client.orchestration import get_client
 
