@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy image test-container demo down reset bench bench-cluster bench-images bench-gpu test-cluster cluster-up cluster-down cluster-status docs
+.PHONY: help install test test-unit test-integration chart jobs deploy backfill image test-container demo down reset bench bench-cluster bench-images bench-gpu test-cluster cluster-up cluster-down cluster-status docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ jobs: install ## build the exact Job of each deployment into build/k8s/jobs and 
 deploy: install ## check prefect.yaml, then `prefect deploy --all` to the server in PREFECT_API_URL
 	$(PY) -m infra.deployments check
 	.venv/bin/prefect --no-prompt deploy --all
+
+backfill: install ## score months FROM..TO (YYYY-MM) with the champion: one queued run each on inference/backfill
+	@if [ -z "$(FROM)" ] || [ -z "$(TO)" ]; then echo "usage: make backfill FROM=YYYY-MM TO=YYYY-MM"; exit 2; fi
+	$(PY) -m infra.backfill --from $(FROM) --to $(TO)
 
 image: ## build the flow-run image (docker build)
 	docker build -t trip-duration:dev .

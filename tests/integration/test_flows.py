@@ -236,3 +236,30 @@ def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_i
     rerun_state, _, _ = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
     assert rerun_state == "Completed"
     assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} - versions) == 1
+
+
+def test_a_backfill_is_queued_not_cancelled_while_the_daily_infer_runs(deployed):
+    """The daily infer cancels a colliding run (CANCEL_NEW); backfill runs have their own deployment and
+    limit (ENQUEUE): started while an infer run is active, every one of them completes, in order."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from infra import backfill
+
+    if not MlflowClient().search_model_versions("name = 'trip-duration'"):  # run alone: a champion first
+        assert run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)[0] == "Completed"
+    daily = run_deployment("inference/infer", parameters={"batch_month": "2023-02"}, timeout=0)
+    queued = backfill.queue(backfill.months("2023-02", "2023-03"))
+    runs = [daily.id, *(run.id for _, run in queued)]
+    deadline = time.monotonic() + 900
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            states = [client.read_flow_run(run_id).state for run_id in runs]
+            if all(s.is_final() for s in states):
+                break
+            time.sleep(2)
+        finished = [client.read_flow_run(run_id) for run_id in runs]
+    assert [r.state.name for r in finished] == ["Completed"] * 3, [(r.name, r.state.name, r.state.message) for r in finished]
+    first, second = finished[1], finished[2]
+    assert first.end_time <= second.start_time  # one at a time, in the order queued
+    assert set(finished[1].tags) >= {"backfill"}
