@@ -116,7 +116,7 @@ def test_a_retried_training_run_registers_one_version_and_finds_it_again(trained
                               f"tags.`{TRAINING_RUN_TAG}` = '{key}'")
     assert len(runs) == 1
     report = _json(trained, f"reports/promotion/train=2023-01/version={version}.json")
-    assert report["training_run"] == key and report["promoted"] is False
+    assert report["training_run"] == key and report["promoted"] is False and report["registration_reused"] is True
 
 
 def test_the_gate_moves_the_alias_only_from_the_champion_it_compared_and_is_idempotent(trained):

@@ -142,6 +142,7 @@ def promotion_report(registration, promotion, decision: dict, metrics: dict[str,
         "run_id": registration.run_id,
         "experiment_id": registration.experiment_id,
         "training_run": registration.training_run,
+        "registration_reused": registration.reused,  # a retry found the version its training run registered
         "promoted": promotion.promoted,
         "reason": promotion.reason,
         "champion_version": promotion.champion_version,
