@@ -206,6 +206,11 @@ def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
     assert pool["base_job_template"]["variables"]["properties"]["image"]["default"] == IMAGE
     queues = {q["name"]: q for q in api(installed, "POST", "/work_pools/trip-duration/queues/filter", json={})}
     assert queues["gpu"]["concurrency_limit"] == 1 and queues["cpu"]["concurrency_limit"] == 10
+    # the hook Job also installed the crash-detection automation (helm/trip-duration/files/automations.json)
+    automations = {a["name"]: a for a in api(installed, "POST", "/automations/filter", json={})}
+    crash = automations["trip-duration: crash unresponsive flow runs"]
+    assert crash["enabled"] and crash["trigger"]["posture"] == "Proactive" and crash["trigger"]["within"] == 90
+    assert crash["actions"] == [{**crash["actions"][0], "type": "change-flow-run-state", "state": "CRASHED"}]
 
 
 @pytest.mark.parametrize(("flags", "secret_data", "message"), [
