@@ -246,8 +246,7 @@ def test_a_backfill_is_queued_not_cancelled_while_the_daily_infer_runs(deployed)
 
     from infra import backfill
 
-    if not MlflowClient().search_model_versions("name = 'trip-duration'"):  # run alone: a champion first
-        assert run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)[0] == "Completed"
+    _ensure_champion()
     daily = run_deployment("inference/infer", parameters={"batch_month": "2023-02"}, timeout=0)
     queued = backfill.queue(backfill.months("2023-02", "2023-03"))
     runs = [daily.id, *(run.id for _, run in queued)]
@@ -263,3 +262,55 @@ def test_a_backfill_is_queued_not_cancelled_while_the_daily_infer_runs(deployed)
     first, second = finished[1], finished[2]
     assert first.end_time <= second.start_time  # one at a time, in the order queued
     assert set(finished[1].tags) >= {"backfill"}
+
+
+def _ensure_champion() -> None:
+    if not MlflowClient().search_model_versions("name = 'trip-duration'"):  # a test run alone: train first
+        assert run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)[0] == "Completed"
+
+
+def test_s3_down_during_ingest_leaves_no_half_written_month_and_a_rerun_commits_it(deployed):
+    """S3 goes away when the ingest writes validated/ and stays away past the retry budget: the run
+    fails, the month has no committed outcome (readers refuse it, nothing half-written is used), the
+    raw object is untouched; with S3 back, a rerun commits the month whole."""
+    _ensure_champion()
+    s3 = boto3.client("s3")
+    outcome_key = "reports/ingest/year=2023/month=03/outcome.json"
+    raw_before = s3.get_object(Bucket=deployed.bucket, Key="raw/yellow_tripdata_2023-03.parquet")["Body"].read()
+    proxy = deployed.proxy
+    proxy.down_seconds = 75
+    try:
+        proxy.arm(f"PUT /{deployed.bucket}/validated/".encode())  # keys are URL-encoded (year%3D...)
+        state, _, _ = run_and_wait("inference/infer", {"batch_month": "2023-03", "reingest": True}, timeout=600)
+        assert proxy.triggered.is_set(), "the outage never happened"
+        assert state == "Failed"
+        assert proxy.restored.wait(120)
+    finally:
+        proxy.down_seconds = 6.0
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=deployed.bucket, Key=outcome_key)  # deleted first, written last: not committed
+    assert s3.get_object(Bucket=deployed.bucket, Key="raw/yellow_tripdata_2023-03.parquet")["Body"].read() == raw_before
+    state, _, _ = run_and_wait("inference/infer", {"batch_month": "2023-03", "reingest": True}, timeout=600)
+    assert state == "Completed"
+    outcome = pd.read_json(io.BytesIO(s3.get_object(Bucket=deployed.bucket, Key=outcome_key)["Body"].read()), typ="series")
+    assert outcome["status"] == "accepted"
+
+
+def test_a_prefect_server_restart_loses_nothing_and_the_workers_reconnect(deployed):
+    """The server restarted (its database kept): deployments and past runs are there, and the same
+    workers pick up the next run without being restarted."""
+    from prefect.client.orchestration import get_client
+
+    _ensure_champion()
+    with get_client(sync_client=True) as client:
+        before = {r.id for r in client.read_flow_runs()}
+    workers = {q: int((deployed.root / "pids" / f"worker-{q}.pid").read_text()) for q in ("gpu", "cpu")}
+    deployed.stop("prefect")
+    deployed.start_prefect()
+    with get_client(sync_client=True) as client:
+        assert before <= {r.id for r in client.read_flow_runs()}
+        for name in ("training/train", "inference/infer", "inference/backfill"):
+            client.read_deployment_by_name(name)
+    state, _, _ = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
+    assert state == "Completed"
+    assert workers == {q: int((deployed.root / "pids" / f"worker-{q}.pid").read_text()) for q in ("gpu", "cpu")}
