@@ -27,8 +27,8 @@ def inference(
     completes saying why (trip_duration.io.availability). Months not yet validated (or all, with
     ``reingest``) go through the ingest pipeline first."""
     logger = get_run_logger()
+    settings = get_settings()
     if not (batch_month or batch_start or batch_end):
-        settings = get_settings()
         champion = champion_version(settings)
         if champion is None:
             reason = (f"nothing to score: {settings.model_name!r} has no @{settings.champion_alias} yet "
@@ -41,7 +41,7 @@ def inference(
             return Completed(message=pick.reason)
         batch_month = str(pick.month)
     batch = resolve_batch(batch_month, batch_start, batch_end)
-    bucket = get_settings().require_bucket()
+    bucket = settings.require_bucket()
     for month in batch.months():
         if reingest or not is_ingested(bucket, month):
             run_pipeline("ingest", {"month": str(month)}, label=f"ingest-{month}")

@@ -52,11 +52,10 @@ def retry_on_transient(task_obj: Any, task_run: Any, state: Any) -> bool:
         except BaseException as raised:  # noqa: BLE001 - we only classify it
             error = raised
     transient = is_transient(error)
-    if transient and task_run.run_count <= IO_RETRIES:
-        # in the run's own logs, as a WARNING (Prefect says "Retry n/m will start" at INFO)
+    if transient:  # Prefect asks only while retries are left; it says "Retry n/m will start" at INFO only
         _run_logger().warning("%s failed on a transient error (attempt %d of %d), retrying: %s: %s",
-                                 task_run.name, task_run.run_count, IO_RETRIES + 1, type(error).__name__,
-                                 " ".join(str(error).split())[:300])
+                              task_run.name, task_run.run_count, IO_RETRIES + 1, type(error).__name__,
+                              " ".join(str(error).split())[:300])
     return transient
 
 
