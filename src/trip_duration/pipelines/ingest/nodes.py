@@ -134,6 +134,10 @@ ROW_RULES = (
 )
 
 
+#: Why a row that broke no rule is in quarantine/rows/: its month was refused as a whole.
+MONTH_REFUSED = "month_refused"
+
+
 def _duplicates(trips: pd.DataFrame) -> np.ndarray:
     """Rows equal in every column to an earlier row. A hash of the trip's identifying columns picks
     the candidates (cheap); only those are compared whole, as ``DataFrame.duplicated`` would."""
@@ -249,6 +253,9 @@ def ingest_month(trips: pd.DataFrame, schema_report: dict, params: dict) -> Inge
     validated, rejected, report, refused = _split_rows(trips, schema_report, settings)
     if refused:
         report["refused"] = refused
+        # the rows that passed go aside too, under the month's reason: a refused month keeps every row
+        report["rows_refused_with_month"] = len(validated)
+        rejected = pd.concat([rejected, validated.assign(rejection_reason=MONTH_REFUSED)], ignore_index=True)
     return IngestOutcome(str(settings.month), schema_report, None if refused else validated, rejected, report, refused)
 
 
