@@ -216,7 +216,7 @@ def main() -> int:
         f"MLflow runs    {urls.get('mlflow_runs_url', stack.mlflow_url)}  (training runs: RMSE, params)\n"
         f"MLflow model   {urls['mlflow_model_url']}  (versions, @champion)\n"
         f"Shell          source {root / 'env'}   (then prefect, mlflow, kedro, aws s3 ls s3://{stack.bucket}/)\n"
-        f"Schedules      paused on the local stack (runs on dates without data would fail); "
+        f"Schedules      paused on the local stack (its 2023 months are older than any scheduled run looks); "
         f"resume: {RESUME_HINT}\n"
         f"Stop it        make down   (state is kept in {root}; make reset deletes it)\n"
         f"Summary        {SUMMARY.relative_to(ROOT)}"

@@ -88,7 +88,7 @@ def test_s3_outage_during_inference_is_retried_and_leaves_no_partial_object(depl
 
 
 def test_local_deploys_leave_schedules_paused_and_nothing_scheduled(deployed):
-    """The local stack has two synthetic months: no schedule may start runs on dates without data."""
+    """The local stack has two synthetic months of 2023: its schedules stay paused, nothing is scheduled."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
     from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
