@@ -27,3 +27,11 @@ class NoChampionError(TripDurationError):
 
 class UntrustedModelError(TripDurationError):
     """A registry version was not registered by the training flow, or its files changed since."""
+
+
+class DiskFullError(TripDurationError):
+    """A local folder (the model cache, scratch space) ran out of room; nothing was kept half-written."""
+
+
+class BatchTooLargeError(TripDurationError):
+    """An inference batch would not fit in the memory this run can use: refused before it is read."""

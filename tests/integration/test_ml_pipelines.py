@@ -237,6 +237,101 @@ def test_the_model_cache_is_keyed_by_the_versions_run_not_its_number(trained, tm
     assert (stale / f"{champion.version}-{champion.run_id}" / "MLmodel").exists()
 
 
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 KiB filesystem (tmpfs): writes past it fail with ENOSPC, as on a full disk."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"a full disk needs a tmpfs of its own and mounting one was refused here "
+                    f"({done.stderr.strip() or done.returncode}); the ENOSPC message is unit-tested on /dev/full")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_under_the_model_cache_fails_in_one_line_and_caches_nothing(trained, tiny_disk, monkeypatch):
+    """The model (~1 MB) cannot fit in a 256 KiB cache: the run fails at once (not retried: a disk does not
+    empty itself), with the folder, its free space and the setting to change, and no half-model is cached."""
+    from tests.conftest import reset_clients
+    from trip_duration.errors import DiskFullError
+    from trip_duration.io import registry
+
+    monkeypatch.setenv("TRIP_DURATION_MODEL_CACHE_DIR", str(tiny_disk))
+    reset_clients()
+    registry._memo.clear()
+    try:
+        with pytest.raises(Exception) as failed:
+            kedro_run("inference", batch_month="2023-02")
+    finally:
+        registry._memo.clear()
+        monkeypatch.undo()
+        reset_clients()
+    ours = failed.value
+    while ours is not None and not isinstance(ours, DiskFullError):
+        ours = ours.__cause__ or ours.__context__
+    assert ours is not None, failed.value
+    message = str(ours)
+    assert f"no room for trip-duration v1 in {tiny_disk}/trip-duration: it needs " in message, message
+    assert "KiB is free" in message, message
+    assert "TRIP_DURATION_MODEL_CACHE_DIR" in message and "flowRun.sizeLimits.cache" in message
+    assert not any(p.name != "trip-duration" for p in tiny_disk.iterdir())
+    assert list((tiny_disk / "trip-duration").iterdir()) == []  # the half-downloaded staging folder is gone
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A real memory cgroup (v1 or v2) limited to 700 MiB, as a pod's memory limit is; yields a preexec_fn
+    that moves a child process into it."""
+    import os
+    import uuid
+
+    limit = 700 << 20
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    v1 = [line.split(":", 2)[2] for line in lines if "memory" in line.split(":", 2)[1].split(",")]
+    if v1:
+        group, limit_file = Path("/sys/fs/cgroup/memory", v1[0].lstrip("/")), "memory.limit_in_bytes"
+    else:
+        group, limit_file = Path("/sys/fs/cgroup", lines[0].split(":", 2)[2].lstrip("/")), "memory.max"
+    group = group / f"trip-duration-test-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        (group / limit_file).write_text(str(limit))
+    except OSError as err:
+        pytest.skip(f"a memory limit needs a cgroup of its own and creating one was refused here ({err}); "
+                    "the check itself is unit-tested in tests/unit/test_resources.py")
+    try:
+        yield lambda: (group / "cgroup.procs").write_text(str(os.getpid()))
+    finally:
+        group.rmdir()
+
+
+def test_a_batch_larger_than_the_runs_memory_is_refused_in_one_line_not_oom_killed(trained, memory_cgroup):
+    """`kedro run` of a 1M-trip month in a process limited to 700 MiB: scoring it peaks above the limit (an
+    OOM kill says nothing: SIGKILL, exit -9), so the batch is refused before it is read, with its size,
+    the limit and parts that fit; nothing is written under predictions/."""
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    put_month(trained, "2023-08", rows=1_000_000, seed=8)
+    kedro_run("ingest", month="2023-08")
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "kedro"), "run", "--pipelines", "inference",
+                           "--params", "batch_month=2023-08"], cwd=ROOT, env=os.environ, capture_output=True,
+                          text=True, preexec_fn=memory_cgroup, timeout=300)
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])  # our one-line error, not -9
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
+    assert "batch year=2023/month=08 holds ~9" in line and "to score" in line, line
+    assert "memory limit 700.0 MiB" in line and "batch_start=2023-08-01 batch_end=2023-08-" in line, line
+    assert "Traceback" not in done.stderr
+    assert not _keys(trained, "predictions/year=2023/month=08/")
+
+
 def test_broken_file_is_quarantined_and_raw_is_intact(trained):
     table = generate_month("2023-05", rows=500, seed=1).drop_columns(["tpep_dropoff_datetime"])
     buffer = io.BytesIO()

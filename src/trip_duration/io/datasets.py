@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import logging
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -19,9 +20,10 @@ from kedro.io import AbstractDataset, DatasetError
 
 from trip_duration import layout
 from trip_duration.config import get_settings
-from trip_duration.errors import ConfigError, DataNotFoundError, SchemaValidationError
+from trip_duration.errors import BatchTooLargeError, ConfigError, DataNotFoundError, SchemaValidationError
 from trip_duration.io import s3
 from trip_duration.periods import DateRange, Month
+from trip_duration.resources import INFERENCE_BYTES_PER_ROW, Memory, memory_available, size
 from trip_duration.schema import PICKUP, RawFile
 
 logger = logging.getLogger(__name__)
@@ -215,6 +217,30 @@ class MonthParquetDataset(_S3Dataset):
         raise DatasetError("validated/ is written by the ingest outcome only (IngestOutcomeDataset)")
 
 
+def check_batch_fits(batch: DateRange, outcomes: dict[Month, dict], memory: Memory | None = None) -> int:
+    """Refuse, before anything is read, a batch whose scoring would not fit in this process's memory
+    (the pod's limit): an OOM kill says nothing in the run's logs. Returns the estimated bytes.
+
+    Rows are the months' committed counts, prorated by the days of each month inside the batch."""
+    rows = 0.0
+    for month, outcome in outcomes.items():
+        inside = (min(batch.end, month.end) - max(batch.start, month.start)).days
+        rows += outcome.get("rows_out", 0) * max(inside, 0) / (month.end - month.start).days
+    need = int(rows * INFERENCE_BYTES_PER_ROW)
+    memory = memory or memory_available()
+    if need > memory.available:
+        days = (batch.end - batch.start).days
+        step = max(1, days // -(-need // max(memory.available, 1)))  # days a part, parts = ceil(need / room)
+        first = DateRange(batch.start, min(batch.end, batch.start + timedelta(days=step)))
+        raise BatchTooLargeError(
+            f"batch {batch.label} holds ~{rows:,.0f} validated trips, ~{size(need)} to score "
+            f"({INFERENCE_BYTES_PER_ROW} B a trip), more than the {size(memory.available)} this run can use "
+            f"({memory.source}): score it in parts of at most {step} days (batch_start={first.start} "
+            f"batch_end={first.end}, and so on), or give the run more memory (prefect.yaml: the infer "
+            "deployment's memory_limit)")
+    return need
+
+
 class BatchTripsDataset(_S3Dataset):
     """Validated trips of an inference batch: every month it overlaps, cut to ``[start, end)``."""
 
@@ -224,6 +250,7 @@ class BatchTripsDataset(_S3Dataset):
     def load(self) -> pd.DataFrame:
         batch = resolve_batch(self.month, self.start, self.end)
         bucket, frames = self._bucket(), []
+        check_batch_fits(batch, {month: require_ingested(bucket, month) for month in batch.months()})
         for month in batch.months():
             body = read_validated(bucket, month)
             filters = [

@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from trip_duration.config import Settings, get_settings
 from trip_duration.errors import NoChampionError, UntrustedModelError
 from trip_duration.models import Champion, TripDurationModel
+from trip_duration.resources import disk_full_is_said, require_room
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +117,26 @@ def verify_version(settings: Settings, version: int, model_dir: Path, tags: dict
             f"flow registered ({DIGEST_TAG}={str(tags.get(DIGEST_TAG))[:12]}...): refusing to load it; {fix}")
 
 
+_CACHE_FIX = ("free space there, or point TRIP_DURATION_MODEL_CACHE_DIR at a volume with room (the chart: "
+              "flowRun.sizeLimits.cache)")
+_SCRATCH_FIX = ("free space in the temporary folder, or point TMPDIR at a volume with room (the chart: "
+                "flowRun.sizeLimits.tmp)")
 _memo: dict[tuple[str, int, str], TripDurationModel] = {}
 _memo_lock = threading.Lock()
+
+
+def _artifact_bytes(uri: str) -> int:
+    """Total size of the files under an artifact URI (what a download will write)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo, total, folders = get_artifact_repository(uri), 0, [None]
+    while folders:
+        for info in repo.list_artifacts(folders.pop()):
+            if info.is_dir:
+                folders.append(info.path)
+            else:
+                total += info.file_size or 0
+    return total
 
 
 def load_version(settings: Settings, version: int) -> TripDurationModel:
@@ -135,16 +154,19 @@ def load_version(settings: Settings, version: int) -> TripDurationModel:
         target = Path(settings.model_cache_dir) / settings.model_name / f"{version}-{run_id}"
         if not (target / "MLmodel").exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
-            try:
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=str(staging)
-                )
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(staging, target)  # a half-downloaded model is never seen as cached
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            what = f"{settings.model_name} v{version}"
+            require_room(what, target.parent, _artifact_bytes(f"models:/{settings.model_name}/{version}"), _CACHE_FIX)
+            with disk_full_is_said(f"downloading {what}", target.parent, _CACHE_FIX):
+                staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
+                try:
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=str(staging)
+                    )
+                    if target.exists():
+                        shutil.rmtree(target)
+                    os.replace(staging, target)  # a half-downloaded model is never seen as cached
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
             logger.info("downloaded %s v%s (run %s) to %s", settings.model_name, version, run_id, target)
         else:
             logger.info("using cached %s v%s (run %s) from %s", settings.model_name, version, run_id, target)
@@ -330,12 +352,14 @@ class ModelRegistryDataset(AbstractDataset):
             logger.info("%s v%d was already registered by this training run (%s): not registering another",
                         settings.model_name, version, key)
         else:
-            version, run_id, experiment_id = self._register(settings, candidate, key)
+            with disk_full_is_said("logging the model", Path(tempfile.gettempdir()), _SCRATCH_FIX):
+                version, run_id, experiment_id = self._register(settings, candidate, key)
             tags = {}
         client = _client()
         if DIGEST_TAG not in tags:
             # what inference checks before unpickling (verify_version), set before the gate can move the alias
-            with tempfile.TemporaryDirectory(prefix="registered-") as tmp:
+            with (disk_full_is_said(f"checking v{version}'s files", Path(tempfile.gettempdir()), _SCRATCH_FIX),
+                  tempfile.TemporaryDirectory(prefix="registered-") as tmp):
                 local = mlflow.artifacts.download_artifacts(
                     artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=tmp)
                 client.set_model_version_tag(settings.model_name, str(version), DIGEST_TAG, model_digest(Path(local)))
