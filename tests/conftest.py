@@ -96,24 +96,30 @@ def kedro_run(pipeline: str, **params) -> dict:
 def _flow_servers(tmp_path_factory) -> Iterator[Stack]:
     """The full local stack: S3, MLflow, Prefect server, a process pool and a worker per queue.
 
-    Flow-run processes reach S3 through a fault-injecting proxy (idle until a test arms it).
+    Flow-run processes reach S3 through a fault-injecting proxy, and the MLflow server its artifact
+    store through another (each idle until a test arms it).
     """
     from tests.faults import FlakyS3Proxy
 
     root = tmp_path_factory.mktemp("flowstack")
-    proxy_port = free_port()
+    proxy_port, mlflow_proxy_port = free_port(), free_port()
     stack = Stack(root=root, s3_port=free_port(), mlflow_port=free_port(), prefect_port=free_port(),
-                  bucket="trips-flows", s3_endpoint=f"http://127.0.0.1:{proxy_port}")
+                  bucket="trips-flows", s3_endpoint=f"http://127.0.0.1:{proxy_port}",
+                  mlflow_s3_endpoint=f"http://127.0.0.1:{mlflow_proxy_port}")
     proxy = FlakyS3Proxy(stack.s3_port, proxy_port)
+    mlflow_proxy = FlakyS3Proxy(stack.s3_port, mlflow_proxy_port)
     try:
         stack.start_s3()
         proxy.start()
+        mlflow_proxy.start()
         stack.up()
         stack.proxy = proxy  # type: ignore[attr-defined]
+        stack.mlflow_proxy = mlflow_proxy  # type: ignore[attr-defined]
         yield stack
     finally:
         stack.down()
         proxy.stop()
+        mlflow_proxy.stop()
 
 
 @pytest.fixture(scope="module")

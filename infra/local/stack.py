@@ -57,6 +57,8 @@ class Stack:
     bucket: str = "trip-duration"
     #: S3 endpoint clients use; tests may point it at a fault-injecting proxy.
     s3_endpoint: str | None = None
+    #: S3 endpoint the MLflow server writes artifacts to; tests may point it at another proxy.
+    mlflow_s3_endpoint: str | None = None
     #: Flow runs forked from a preloaded warm-start server (infra/local/warmstart.py); False: cold.
     warm_start: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -175,9 +177,9 @@ class Stack:
                 "--artifacts-destination", f"s3://{self.bucket}/mlflow",
                 "--workers", "1",
             ],
-            # The server writes artifacts to S3 directly, never through a test proxy.
-            env={"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{self.s3_port}",
-                 "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}"},
+            # The server writes artifacts to S3 directly, or through its own test proxy: never the clients' one.
+            env={"AWS_ENDPOINT_URL_S3": self.mlflow_s3_endpoint or f"http://127.0.0.1:{self.s3_port}",
+                 "MLFLOW_S3_ENDPOINT_URL": self.mlflow_s3_endpoint or f"http://127.0.0.1:{self.s3_port}"},
         )
         wait_http(f"{self.mlflow_url}/health", "MLflow", self.root / "logs" / "mlflow.log", timeout=120)
 

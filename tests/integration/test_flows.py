@@ -304,21 +304,136 @@ def test_s3_down_during_ingest_leaves_no_half_written_month_and_a_rerun_commits_
     assert outcome["status"] == "accepted"
 
 
-def test_a_prefect_server_restart_loses_nothing_and_the_workers_reconnect(deployed):
-    """The server restarted (its database kept): deployments and past runs are there, and the same
-    workers pick up the next run without being restarted."""
+def test_an_s3_that_hangs_fails_the_run_within_the_retry_budget_and_writes_nothing(deployed):
+    """S3 accepts connections and reads requests but never answers (the worst case for timeouts), from
+    the write of predictions on, for longer than the budget: the node fails after its 3 retries, each a
+    WARNING, in under 3 minutes (measured, not computed: 2 S3 attempts x 20 s each node attempt), and
+    no prediction object exists; with S3 answering again a rerun completes."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from flows.kedro_tasks import IO_RETRIES
+
+    _ensure_champion()
+    proxy = deployed.proxy
+    proxy.down_seconds = 240
+    s3 = boto3.client("s3")
+    batch = {"batch_start": "2023-03-10", "batch_end": "2023-03-12"}  # a batch no other test scores
+    try:
+        proxy.arm(f"PUT /{deployed.bucket}/predictions/".encode(), hang=True)
+        state, _, run_id = run_and_wait("inference/infer", batch, timeout=600)
+        assert proxy.triggered.is_set(), "the outage never happened"
+        assert proxy.restored.wait(300)
+    finally:
+        proxy.down_seconds = 6.0
+    with get_client(sync_client=True) as client:
+        (failed,) = [t for t in _task_runs(run_id) if t.state and t.state.is_failed()]
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    budget = (failed.end_time - failed.start_time).total_seconds()
+    print(f"hanging S3: {failed.name} failed after {failed.run_count} attempts in {budget:.1f} s")
+    assert state == "Failed" and failed.run_count == IO_RETRIES + 1, (state, failed.name, failed.run_count)
+    assert budget < 180, budget
+    warnings = [log.message for log in logs if log.level == 30 and "transient error" in log.message]
+    assert len(warnings) == IO_RETRIES, warnings
+    listing = s3.list_objects_v2(Bucket=deployed.bucket, Prefix="predictions/range=2023-03-10_2023-03-12/")
+    assert not listing.get("Contents"), listing.get("Contents")
+    assert not s3.list_multipart_uploads(Bucket=deployed.bucket).get("Uploads")
+    assert run_and_wait("inference/infer", batch, timeout=600)[0] == "Completed"
+
+
+def test_s3_down_during_registration_leaves_no_version_and_a_rerun_registers_one(deployed):
+    """The MLflow server cannot reach its artifact store (S3) when the model is logged, and not for
+    the whole retry budget: the run fails on register_model after its retries, no version is registered
+    (each attempt's MLflow run ends FAILED, none left RUNNING), the champion is untouched; with S3
+    back, a rerun registers exactly one version."""
+    from flows.kedro_tasks import IO_RETRIES
+
+    _ensure_champion()
+    mlflow_client = MlflowClient()
+    versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")}
+    champion = mlflow_client.get_model_version_by_alias("trip-duration", "champion").version
+    proxy = deployed.mlflow_proxy
+    proxy.down_seconds = 150
+    try:
+        proxy.arm(f"PUT /{deployed.bucket}/mlflow/".encode())  # the model's files, written by the MLflow server
+        state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
+        assert proxy.triggered.is_set(), "the outage never happened"
+        (failed,) = [t for t in _task_runs(run_id) if t.state and t.state.is_failed()]
+        assert proxy.restored.wait(200)
+    finally:
+        proxy.down_seconds = 6.0
+    assert state == "Failed"
+    assert failed.name == "training.register_model" and failed.run_count == IO_RETRIES + 1, (failed.name, failed.run_count)
+    assert (failed.end_time - failed.start_time).total_seconds() < 180  # the documented budget
+    assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} == versions
+    assert mlflow_client.get_model_version_by_alias("trip-duration", "champion").version == champion
+    experiment = mlflow_client.get_experiment_by_name("trip-duration")
+    attempts = mlflow_client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{run_id}'")
+    assert len(attempts) == IO_RETRIES + 1 and {r.info.status for r in attempts} == {"FAILED"}
+    rerun_state, _, _ = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
+    assert rerun_state == "Completed"
+    assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} - versions) == 1
+
+
+def _scheduled_infer_runs(client) -> list:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+    from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
+
+    return [r for r in client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
+        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["infer"])), limit=200) if r.auto_scheduled]
+
+
+def _wait_for_scheduled(client, at_least: int, timeout: float = 120) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = _scheduled_infer_runs(client)
+        if len(runs) >= at_least:
+            return runs
+        time.sleep(1)
+    pytest.fail(f"the scheduler made fewer than {at_least} runs of inference/infer in {timeout} s")
+
+
+def test_a_prefect_server_restart_loses_nothing_schedules_nothing_twice_and_the_workers_reconnect(deployed):
+    """The server restarted (its database kept) with the daily infer's schedule active: deployments and
+    past runs are there, the scheduler (which runs again at start-up and on every schedule change) adds
+    no second run for any scheduled time, and the same workers pick up the next run without being restarted."""
+    from prefect.client.orchestration import get_client
+
+    from infra.local.demo import pause_schedules
 
     _ensure_champion()
     with get_client(sync_client=True) as client:
         before = {r.id for r in client.read_flow_runs()}
-    workers = {q: int((deployed.root / "pids" / f"worker-{q}.pid").read_text()) for q in ("gpu", "cpu")}
-    deployed.stop("prefect")
-    deployed.start_prefect()
+        infer = client.read_deployment_by_name("inference/infer")
+    try:
+        with get_client(sync_client=True) as client:
+            for schedule in infer.schedules:
+                client.update_deployment_schedule(infer.id, schedule.id, active=True)
+            scheduled = _wait_for_scheduled(client, at_least=3)
+            time.sleep(10)  # the recent-deployments scheduler (every 5 s) has had its turn
+            scheduled = _scheduled_infer_runs(client)
+        workers = {q: int((deployed.root / "pids" / f"worker-{q}.pid").read_text()) for q in ("gpu", "cpu")}
+        deployed.stop("prefect")
+        deployed.start_prefect()
+        with get_client(sync_client=True) as client:
+            assert before <= {r.id for r in client.read_flow_runs()}
+            for name in ("training/train", "inference/infer", "inference/backfill"):
+                client.read_deployment_by_name(name)
+            for schedule in infer.schedules:  # a schedule change: the scheduler looks at this deployment again
+                client.update_deployment_schedule(infer.id, schedule.id, active=True)
+            time.sleep(15)
+            after = _scheduled_infer_runs(client)
+        times = [r.expected_start_time for r in after]
+        assert len(times) == len(set(times)), "two runs for one scheduled time"
+        assert {r.id for r in scheduled} <= {r.id for r in after}  # the same runs, kept, not made again
+        state, _, _ = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
+        assert state == "Completed"
+        assert workers == {q: int((deployed.root / "pids" / f"worker-{q}.pid").read_text()) for q in ("gpu", "cpu")}
+    finally:
+        pause_schedules(("inference/infer",))
     with get_client(sync_client=True) as client:
-        assert before <= {r.id for r in client.read_flow_runs()}
-        for name in ("training/train", "inference/infer", "inference/backfill"):
-            client.read_deployment_by_name(name)
-    state, _, _ = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
-    assert state == "Completed"
-    assert workers == {q: int((deployed.root / "pids" / f"worker-{q}.pid").read_text()) for q in ("gpu", "cpu")}
+        deadline = time.monotonic() + 60
+        while _scheduled_infer_runs(client) and time.monotonic() < deadline:
+            time.sleep(1)  # pausing deletes the runs it had scheduled
+        assert not _scheduled_infer_runs(client)
