@@ -34,7 +34,7 @@ from trip_duration.io.transient import is_transient  # noqa: E402
 
 #: The retry budget of an I/O node, end to end (README, "Retry budget"): 3 retries after 2, 4 and 8 s
 #: (+-20 %), each attempt bounded by the clients' own settings (MLflow in prefect.yaml: one retry, 20 s
-#: a request; S3 in trip_duration/io/s3.py: 2 attempts, 5 s to connect, 20 s without a byte): an
+#: a request; S3 in trip_duration/io/s3.py: 2 attempts, 5 s to connect, 15 s without a byte): an
 #: outage fails the run in under 3 minutes.
 IO_RETRIES = 3
 IO_TIMEOUT_S = 15 * 60

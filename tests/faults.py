@@ -20,6 +20,7 @@ class FlakyS3Proxy:
         self.trigger: bytes | None = None  # transparent until armed
         self.hang = False  # the outage's kind: refused connections (False) or a server that never answers
         self._hanging = threading.Event()
+        self._end = threading.Event()
         self.triggered = threading.Event()
         self.restored = threading.Event()
         self._listener: socket.socket | None = None
@@ -31,6 +32,7 @@ class FlakyS3Proxy:
         """Cause one outage at the first request that contains ``trigger``."""
         self.triggered.clear()
         self.restored.clear()
+        self._end.clear()
         self.hang = hang
         self.trigger = trigger
 
@@ -68,8 +70,13 @@ class FlakyS3Proxy:
                 conn.close()
             self._conns.clear()
 
+    def end_outage(self) -> None:
+        """End the outage now, before ``down_seconds`` have passed."""
+        self._end.set()
+
     def _outage(self) -> None:
-        time.sleep(self.down_seconds)
+        self._end.wait(self.down_seconds)
+        self._end.clear()
         if self._hanging.is_set():
             self._hanging.clear()
             self._drop_all()  # the held connections end; clients reconnect

@@ -128,9 +128,10 @@ def is_ingested(bucket: str, month: Month) -> bool:
     return True
 
 
-def read_validated(bucket: str, month: Month) -> bytes:
-    """The validated parquet of an accepted month, checked against its committed outcome."""
-    outcome = require_ingested(bucket, month)
+def read_validated(bucket: str, month: Month, outcome: dict | None = None) -> bytes:
+    """The validated parquet of an accepted month, checked against its committed outcome (read here
+    unless the caller has just read it with :func:`require_ingested`)."""
+    outcome = outcome or require_ingested(bucket, month)
     key = layout.validated_key(month)
     body = s3.get_bytes(bucket, key)
     if hashlib.sha256(body).hexdigest() != outcome["validated_sha256"]:
@@ -250,9 +251,10 @@ class BatchTripsDataset(_S3Dataset):
     def load(self) -> pd.DataFrame:
         batch = resolve_batch(self.month, self.start, self.end)
         bucket, frames = self._bucket(), []
-        check_batch_fits(batch, {month: require_ingested(bucket, month) for month in batch.months()})
-        for month in batch.months():
-            body = read_validated(bucket, month)
+        outcomes = {month: require_ingested(bucket, month) for month in batch.months()}
+        check_batch_fits(batch, outcomes)
+        for month, outcome in outcomes.items():
+            body = read_validated(bucket, month, outcome)
             filters = [
                 (PICKUP, ">=", pd.Timestamp(batch.start)),
                 (PICKUP, "<", pd.Timestamp(batch.end)),
