@@ -354,14 +354,15 @@ def test_s3_down_during_registration_leaves_no_version_and_a_rerun_registers_one
     versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")}
     champion = mlflow_client.get_model_version_by_alias("trip-duration", "champion").version
     proxy = deployed.mlflow_proxy
-    proxy.down_seconds = 150
+    proxy.down_seconds = 400  # longer than any budget: the run must give up on its own
     try:
         proxy.arm(f"PUT /{deployed.bucket}/mlflow/".encode())  # the model's files, written by the MLflow server
         state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
         assert proxy.triggered.is_set(), "the outage never happened"
         (failed,) = [t for t in _task_runs(run_id) if t.state and t.state.is_failed()]
-        assert proxy.restored.wait(200)
     finally:
+        proxy.end_outage()
+        assert proxy.restored.wait(30)
         proxy.down_seconds = 6.0
     assert state == "Failed"
     assert failed.name == "training.register_model" and failed.run_count == IO_RETRIES + 1, (failed.name, failed.run_count)
