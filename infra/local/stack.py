@@ -178,8 +178,8 @@ class Stack:
                 "--workers", "1",
             ],
             # The server writes artifacts to S3 directly, or through its own test proxy: never the clients' one.
-            env={"AWS_ENDPOINT_URL_S3": self.mlflow_s3_endpoint or f"http://127.0.0.1:{self.s3_port}",
-                 "MLFLOW_S3_ENDPOINT_URL": self.mlflow_s3_endpoint or f"http://127.0.0.1:{self.s3_port}"},
+            env=dict.fromkeys(("AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL"),
+                              self.mlflow_s3_endpoint or f"http://127.0.0.1:{self.s3_port}"),
         )
         wait_http(f"{self.mlflow_url}/health", "MLflow", self.root / "logs" / "mlflow.log", timeout=120)
 

@@ -121,6 +121,13 @@ _CACHE_FIX = ("free space there, or point TRIP_DURATION_MODEL_CACHE_DIR at a vol
               "flowRun.sizeLimits.cache)")
 _SCRATCH_FIX = ("free space in the temporary folder, or point TMPDIR at a volume with room (the chart: "
                 "flowRun.sizeLimits.tmp)")
+
+
+def _scratch_full_is_said(what: str):
+    """ENOSPC in the temporary folder (where MLflow stages a model) as one line naming TMPDIR."""
+    return disk_full_is_said(what, Path(tempfile.gettempdir()), _SCRATCH_FIX)
+
+
 _memo: dict[tuple[str, int, str], TripDurationModel] = {}
 _memo_lock = threading.Lock()
 
@@ -154,14 +161,12 @@ def load_version(settings: Settings, version: int) -> TripDurationModel:
         target = Path(settings.model_cache_dir) / settings.model_name / f"{version}-{run_id}"
         if not (target / "MLmodel").exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            what = f"{settings.model_name} v{version}"
-            require_room(what, target.parent, _artifact_bytes(f"models:/{settings.model_name}/{version}"), _CACHE_FIX)
+            what, uri = f"{settings.model_name} v{version}", f"models:/{settings.model_name}/{version}"
+            require_room(what, target.parent, _artifact_bytes(uri), _CACHE_FIX)
             with disk_full_is_said(f"downloading {what}", target.parent, _CACHE_FIX):
                 staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
                 try:
-                    mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=str(staging)
-                    )
+                    mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging))
                     if target.exists():
                         shutil.rmtree(target)
                     os.replace(staging, target)  # a half-downloaded model is never seen as cached
@@ -352,13 +357,13 @@ class ModelRegistryDataset(AbstractDataset):
             logger.info("%s v%d was already registered by this training run (%s): not registering another",
                         settings.model_name, version, key)
         else:
-            with disk_full_is_said("logging the model", Path(tempfile.gettempdir()), _SCRATCH_FIX):
+            with _scratch_full_is_said("logging the model"):
                 version, run_id, experiment_id = self._register(settings, candidate, key)
             tags = {}
         client = _client()
         if DIGEST_TAG not in tags:
             # what inference checks before unpickling (verify_version), set before the gate can move the alias
-            with (disk_full_is_said(f"checking v{version}'s files", Path(tempfile.gettempdir()), _SCRATCH_FIX),
+            with (_scratch_full_is_said(f"checking v{version}'s files"),
                   tempfile.TemporaryDirectory(prefix="registered-") as tmp):
                 local = mlflow.artifacts.download_artifacts(
                     artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=tmp)
