@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name, server in servers.items():  # the same version on each, registered by `trainer`
                 server.start()
-                files[name] = int(_python(REGISTER, server.client_env("trainer" if server.cache_ttl else "admin"), MODEL))
+                files[name] = int(_python(REGISTER, server.client_env("trainer" if server.cache_ttl else "admin"), f"{MODEL}-yellow"))
                 server.stop()
             samples: dict[str, list[dict]] = {name: [] for name in servers}
             for round_ in range(args.runs):

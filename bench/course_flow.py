@@ -22,18 +22,18 @@ if Path("src/trip_duration").is_dir() and str(Path("src").resolve()) not in sys.
 @task(name="read_batch", retries=3, retry_delay_seconds=5)
 def read_batch(bucket: str, month: str) -> pd.DataFrame:
     year, mon = month.split("-")
-    key = f"validated/year={year}/month={mon}/trips.parquet"
+    key = f"validated/taxi=yellow/year={year}/month={mon}/trips.parquet"
     return pd.read_parquet(io.BytesIO(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
 
 
 @task(name="load_model")
 def load_model():
-    return mlflow.pyfunc.load_model("models:/trip-duration@champion")
+    return mlflow.pyfunc.load_model("models:/trip-duration-yellow@champion")
 
 
 @task(name="predict")
 def predict(model, df: pd.DataFrame) -> pd.DataFrame:
-    out = df[["tpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]].copy()
+    out = df[["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]].copy()
     out["predicted_duration"] = model.predict(out)
     return out
 

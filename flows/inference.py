@@ -7,12 +7,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
 
 from flows.kedro_tasks import run_pipeline
-from flows.parameters import DayParam, MonthParam
+from flows.parameters import DayParam, MonthParam, TaxiParam
 from flows.schedule import logical_month
 from trip_duration.config import get_settings
 from trip_duration.io.availability import inference_month
 from trip_duration.io.datasets import is_ingested, resolve_batch
 from trip_duration.io.registry import champion_version
+from trip_duration.schema import parse_taxi
 
 
 @flow(name="inference", description="Score a batch of trips with the champion model.")
@@ -21,21 +22,24 @@ def inference(
     batch_start: DayParam | None = None,
     batch_end: DayParam | None = None,
     reingest: bool = False,
+    taxi: TaxiParam = "yellow",
 ) -> dict | State:
     """Without a batch (a scheduled run), scores the newest month that has data and no predictions of
     the current champion yet, looking back from the month before the scheduled time; with none,
     completes saying why (trip_duration.io.availability). Months not yet validated (or all, with
-    ``reingest``) go through the ingest pipeline first."""
+    ``reingest``) go through the ingest pipeline first. ``taxi`` picks the TLC files and the model
+    (trip-duration-<taxi>'s champion)."""
     logger = get_run_logger()
-    settings = get_settings()
+    taxi = parse_taxi(taxi)
+    settings = get_settings().for_taxi(taxi)
     if not (batch_month or batch_start or batch_end):
         champion = champion_version(settings)
         if champion is None:
             reason = (f"nothing to score: {settings.model_name!r} has no @{settings.champion_alias} yet "
-                      "(run the training deployment: prefect deployment run training/train)")
+                      f"(run the training deployment: prefect deployment run training/train -p taxi={taxi})")
             logger.warning(reason)
             return Completed(message=reason)
-        pick = inference_month(settings.require_bucket(), logical_month().previous(), champion)
+        pick = inference_month(settings.require_bucket(), logical_month().previous(), champion, taxi=taxi)
         logger.info(pick.reason)
         if pick.month is None:
             return Completed(message=pick.reason)
@@ -43,19 +47,20 @@ def inference(
     batch = resolve_batch(batch_month, batch_start, batch_end)
     bucket = settings.require_bucket()
     for month in batch.months():
-        if reingest or not is_ingested(bucket, month):
-            run_pipeline("ingest", {"month": str(month)}, label=f"ingest-{month}")
-    params = {"batch_month": batch_month, "batch_start": batch_start, "batch_end": batch_end}
+        if reingest or not is_ingested(bucket, month, taxi):
+            run_pipeline("ingest", {"month": str(month), "taxi": taxi}, label=f"ingest-{taxi}-{month}")
+    params = {"batch_month": batch_month, "batch_start": batch_start, "batch_end": batch_end, "taxi": taxi}
     catalog = run_pipeline("inference", {k: v for k, v in params.items() if v})
     summary = catalog.load("inference_summary")
-    logger.info("scored %d trips of %s with model v%s", summary["rows"], batch.label, summary["model_version"])
+    logger.info("scored %d %s trips of %s with model v%s", summary["rows"], taxi, batch.label,
+                summary["model_version"])
     create_markdown_artifact(
-        key="inference-summary",
-        description=f"batch {batch.label}",
+        key=f"inference-summary-{taxi}",
+        description=f"{taxi} taxis, batch {batch.label}",
         markdown=(
-            f"# Batch {batch.label}\n\n"
+            f"# {taxi.capitalize()} taxis, batch {batch.label}\n\n"
             f"- rows scored: **{summary['rows']}**\n"
-            f"- model version: **{summary['model_version']}**\n"
+            f"- model: **{settings.model_name} v{summary['model_version']}**\n"
             + (f"- {summary['note']}\n" if summary.get("empty") else
                f"- predicted minutes: mean {summary['prediction_mean']}, p50 {summary['prediction_p50']}, "
                f"p95 {summary['prediction_p95']}\n"
@@ -64,6 +69,7 @@ def inference(
         ),
     )
     return {
+        "taxi": taxi,
         "batch": batch.label,
         "rows": summary["rows"],
         "model_version": summary["model_version"],

@@ -16,3 +16,5 @@ from trip_duration.periods import DAY_PATTERN, MONTH_PATTERN
 MonthParam = Annotated[str, Field(pattern=MONTH_PATTERN, description="a month, YYYY-MM (e.g. 2023-01)")]
 DayParam = Annotated[str, Field(pattern=DAY_PATTERN, description="a day, YYYY-MM-DD (e.g. 2023-02-01)")]
 DeviceParam = Literal["auto", "cpu", "cuda"]
+#: yellow or green (trip_duration.schema.TAXI_TYPES): the TLC files, S3 keys and registered model of a run
+TaxiParam = Literal["yellow", "green"]

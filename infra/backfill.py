@@ -1,4 +1,4 @@
-"""`make backfill FROM=YYYY-MM TO=YYYY-MM`: one run of the `inference/backfill` deployment per month.
+"""`make backfill FROM=YYYY-MM TO=YYYY-MM [TAXI=green]`: one run of the `inference/backfill` deployment per month.
 
 The daily `infer` deployment cancels a run that collides with an active one (CANCEL_NEW, so
 scheduled runs never pile up); a backfill through it would be cancelled silently. The `backfill`
@@ -13,6 +13,7 @@ import sys
 from flows import kedro_tasks  # noqa: F401 - puts src/ on the path
 from trip_duration.errors import ConfigError
 from trip_duration.periods import Month
+from trip_duration.schema import DEFAULT_TAXI, parse_taxi
 
 DEPLOYMENT = "inference/backfill"
 MAX_MONTHS = 36
@@ -30,12 +31,13 @@ def months(first: str, last: str) -> list[Month]:
     return out
 
 
-def queue(batch: list[Month], reingest: bool = False) -> list[tuple[Month, object]]:
+def queue(batch: list[Month], reingest: bool = False, taxi: str = DEFAULT_TAXI) -> list[tuple[Month, object]]:
     """Create one flow run per month (they run one at a time, in this order); returns (month, run)."""
     from prefect.deployments import run_deployment
 
-    return [(month, run_deployment(DEPLOYMENT, parameters={"batch_month": str(month), "reingest": reingest},
-                                   timeout=0, tags=["backfill"]))
+    parameters = {"reingest": reingest, "taxi": taxi}
+    return [(month, run_deployment(DEPLOYMENT, parameters={"batch_month": str(month), **parameters},
+                                   timeout=0, tags=["backfill", taxi]))
             for month in batch]
 
 
@@ -44,13 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="first", required=True, help="first month, YYYY-MM")
     parser.add_argument("--to", dest="last", required=True, help="last month, YYYY-MM (inclusive)")
     parser.add_argument("--reingest", action="store_true", help="ingest each month again first")
+    parser.add_argument("--taxi", default=DEFAULT_TAXI, help="yellow or green (default yellow)")
     args = parser.parse_args(argv)
     try:
-        batch = months(args.first, args.last)
+        batch, taxi = months(args.first, args.last), parse_taxi(args.taxi, key="TAXI")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for month, run in queue(batch, args.reingest):
+    for month, run in queue(batch, args.reingest, taxi):
         print(f"{month}: flow run {run.name} ({run.id}) queued on {DEPLOYMENT}")
     print(f"follow them with: prefect flow-run ls --flow-name inference --limit {len(batch)}")
     return 0

@@ -77,7 +77,7 @@ def put_month(stack: Stack, month: str, rows: int = 20_000, seed: int = 7) -> st
 
     buffer = io.BytesIO()
     pq.write_table(generate_month(month, rows=rows, seed=seed), buffer)
-    key = layout.raw_key(Month.parse(month))
+    key = layout.raw_key("yellow", Month.parse(month))
     s3.put_bytes(stack.bucket, key, buffer.getvalue())
     return key
 

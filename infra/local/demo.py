@@ -74,7 +74,7 @@ def write_months(stack: Stack, rows: int = 100_000) -> list[str]:
     for month in (TRAIN_MONTH, VALID_MONTH):
         buffer = io.BytesIO()
         pq.write_table(generate_month(month, rows=rows), buffer)
-        key = layout.raw_key(Month.parse(month))
+        key = layout.raw_key("yellow", Month.parse(month))
         s3.put_bytes(stack.bucket, key, buffer.getvalue())
         keys.append(f"s3://{stack.bucket}/{key}")
     return keys
@@ -119,10 +119,13 @@ def registry_facts(stack: Stack, run_id: str) -> dict:
     """What the train run recorded, read back from MLflow (the run tagged with this flow run)."""
     from mlflow.tracking import MlflowClient
 
+    from trip_duration.config import get_settings
+
     client = MlflowClient(stack.mlflow_url)
     facts: dict = {}
     try:
-        facts["champion_version"] = int(client.get_model_version_by_alias("trip-duration", "champion").version)
+        model = get_settings().model_for("yellow")
+        facts["champion_version"] = int(client.get_model_version_by_alias(model, "champion").version)
     except Exception:  # noqa: BLE001 - no champion: the summary says null
         facts["champion_version"] = None
     runs = client.search_runs(
@@ -145,7 +148,7 @@ def mlflow_urls(stack: Stack, experiment_id: str | None) -> dict[str, str]:
     """Deep links into MLflow's UI: the experiment's training runs and the registered model."""
     from trip_duration.config import get_settings
 
-    urls = {"mlflow_model_url": f"{stack.mlflow_url}/#/models/{get_settings().model_name}"}
+    urls = {"mlflow_model_url": f"{stack.mlflow_url}/#/models/{get_settings().model_for('yellow')}"}
     if experiment_id:
         urls["mlflow_runs_url"] = f"{stack.mlflow_url}/#/experiments/{experiment_id}/runs"
     return urls
@@ -159,7 +162,7 @@ def inference_facts(stack: Stack, batch_month: str, model_version: int | None) -
 
     if model_version is None:
         return {}
-    key = layout.inference_summary_key(DateRange.of_month(Month.parse(batch_month)), model_version)
+    key = layout.inference_summary_key("yellow", DateRange.of_month(Month.parse(batch_month)), model_version)
     try:
         summary = s3.get_json(stack.bucket, key)
     except Exception:  # noqa: BLE001 - no summary: the run failed, the state says so

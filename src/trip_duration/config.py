@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trip_duration.errors import ConfigError
 
-TLC_URL_PATTERN = "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_{month}.parquet"
+TLC_URL_PATTERN = "https://d37ci6vzurychx.cloudfront.net/trip-data/{taxi}_tripdata_{month}.parquet"
 
 
 class Settings(BaseSettings):
@@ -26,15 +26,26 @@ class Settings(BaseSettings):
     bucket: str | None = Field(default=None, description="S3 bucket holding raw/, quarantine/, reports/, ...")
     source_url: str = Field(
         default=TLC_URL_PATTERN,
-        description="Where a month not yet under raw/ is fetched from; {month} is YYYY-MM. Empty: never fetch.",
+        description="Where a month not yet under raw/ is fetched from; {taxi} is yellow or green, {month} YYYY-MM. "
+        "Empty: never fetch.",
     )
-    model_name: str = Field(default="trip-duration", description="MLflow registered model name")
+    model_name: str = Field(default="trip-duration", description="MLflow registered model name prefix: one model per "
+                            "taxi type, <prefix>-yellow and <prefix>-green")
     champion_alias: str = Field(default="champion", description="Registry alias inference serves")
     experiment: str = Field(default="trip-duration", description="MLflow experiment for training runs")
     model_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "trip-duration" / "models",
         description="Local cache of downloaded models, one folder per registry version and its MLflow run id",
     )
+
+    def model_for(self, taxi: str) -> str:
+        """The registered model of a taxi type: each type has its own versions and champion."""
+        return f"{self.model_name}-{taxi}"
+
+    def for_taxi(self, taxi: str) -> Settings:
+        """These settings with ``model_name`` the taxi type's registered model (the registry's functions
+        take one such object); call it on the environment's settings, once."""
+        return self.model_copy(update={"model_name": self.model_for(taxi)})
 
     def require_bucket(self) -> str:
         if not self.bucket:

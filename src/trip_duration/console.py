@@ -1,9 +1,11 @@
 """``trip-duration``: project commands that are not pipelines.
 
-    trip-duration generate --month 2023-01 [--months 2] [--rows 100000] [--seed 42] [--out DEST]
+    trip-duration generate --month 2023-01 [--months 2] [--taxi yellow|green] [--layout 2023]
+                           [--rows 100000] [--seed 42] [--out DEST]
 
 DEST is a folder or ``s3://bucket[/prefix]``; by default ``s3://$TRIP_DURATION_BUCKET/raw``.
-Files are named like TLC's: ``yellow_tripdata_YYYY-MM.parquet``.
+Files are named like TLC's: ``<taxi>_tripdata_YYYY-MM.parquet``; ``--layout`` is the year whose
+columns and types the file has (trip_duration.schema.LAYOUTS: 2019, 2022, 2023, 2024, 2025).
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import pyarrow.parquet as pq
 from trip_duration.config import get_settings
 from trip_duration.errors import TripDurationError
 from trip_duration.periods import Month
+from trip_duration.schema import DEFAULT_LAYOUT, DEFAULT_TAXI, LAYOUTS, TAXI_TYPES, parse_taxi
 
 
 def _generate(args: argparse.Namespace) -> int:
     from trip_duration.synth import generate_month
 
     dest = args.out or f"s3://{get_settings().require_bucket()}/raw"
-    month = Month.parse(args.month)
+    month, taxi = Month.parse(args.month, key="--month"), parse_taxi(args.taxi, key="--taxi")
     for _ in range(args.months):
-        table = generate_month(month, rows=args.rows, seed=args.seed)
-        name = f"yellow_tripdata_{month}.parquet"
+        table = generate_month(month, rows=args.rows, seed=args.seed, taxi=taxi, layout=args.layout)
+        name = f"{taxi}_tripdata_{month}.parquet"
         if dest.startswith("s3://"):
             from trip_duration.io import s3
 
@@ -40,7 +43,7 @@ def _generate(args: argparse.Namespace) -> int:
             Path(dest).mkdir(parents=True, exist_ok=True)
             where = str(Path(dest) / name)
             pq.write_table(table, where)
-        print(f"{month}: {table.num_rows} trips -> {where}")
+        print(f"{taxi} {month} (layout {args.layout}, synthetic): {table.num_rows} trips -> {where}")
         month = month.next()
     return 0
 
@@ -48,9 +51,12 @@ def _generate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="trip-duration", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="write synthetic TLC yellow-taxi months")
+    gen = commands.add_parser("generate", help="write synthetic TLC months (yellow or green taxis)")
     gen.add_argument("--month", required=True, help="first month, YYYY-MM")
     gen.add_argument("--months", type=int, default=1, help="how many consecutive months (default 1)")
+    gen.add_argument("--taxi", default=DEFAULT_TAXI, help=f"{' or '.join(TAXI_TYPES)} (default {DEFAULT_TAXI})")
+    gen.add_argument("--layout", default=DEFAULT_LAYOUT,
+                     help=f"TLC layout, by the year it started (default {DEFAULT_LAYOUT}): {', '.join(LAYOUTS['yellow'])}")
     gen.add_argument("--rows", type=int, default=100_000, help="trips per month (default 100000)")
     gen.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     gen.add_argument("--out", help="folder or s3://bucket/prefix (default s3://$TRIP_DURATION_BUCKET/raw)")

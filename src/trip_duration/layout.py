@@ -1,21 +1,22 @@
 """Every S3 key the project reads or writes, in one place (documented in the README).
 
 ```
-raw/yellow_tripdata_YYYY-MM.parquet                   TLC month as published (never modified)
-quarantine/<raw key>                                  copy of a rejected raw file
-quarantine/<raw key>.reason.json                      why it was rejected
-quarantine/rows/year=YYYY/month=MM.parquet            rejected rows, with rejection_reason
-validated/year=YYYY/month=MM/trips.parquet            rows that passed validation
-reports/ingest/year=YYYY/month=MM/schema.json         schema verdict of the raw file
-reports/ingest/year=YYYY/month=MM/rows.json           row-level filter counts
-reports/ingest/year=YYYY/month=MM/outcome.json        the month's ingest outcome, written last: readers require it
-reports/promotion/train=YYYY-MM/version=N.json        promotion gate decision
-predictions/<batch>/model_version=N/predictions.parquet
-reports/inference/<batch>/model_version=N/summary.json
-mlflow/                                               MLflow artifacts (via the tracking server)
+raw/{taxi}_tripdata_YYYY-MM.parquet                        TLC month as published (never modified)
+quarantine/<raw key>                                       copy of a rejected raw file
+quarantine/<raw key>.reason.json                           why it was rejected
+quarantine/rows/taxi={taxi}/year=YYYY/month=MM.parquet     rejected rows, with rejection_reason
+validated/taxi={taxi}/year=YYYY/month=MM/trips.parquet     rows that passed validation
+reports/ingest/taxi={taxi}/year=YYYY/month=MM/schema.json  schema verdict (and layout) of the raw file
+reports/ingest/taxi={taxi}/year=YYYY/month=MM/rows.json    row-level filter counts
+reports/ingest/taxi={taxi}/year=YYYY/month=MM/outcome.json the month's ingest outcome, written last: readers require it
+reports/promotion/taxi={taxi}/train=YYYY-MM/version=N.json promotion gate decision
+predictions/taxi={taxi}/<batch>/model_version=N/predictions.parquet
+reports/inference/taxi={taxi}/<batch>/model_version=N/summary.json
+mlflow/                                                    MLflow artifacts (via the tracking server)
 ```
 ``<batch>`` is ``year=YYYY/month=MM`` for a whole month, else ``range=START_END``.
-A key depends only on its inputs (month, batch, model version): a rerun replaces, never duplicates.
+``{taxi}`` is ``yellow`` or ``green`` (trip_duration.schema.TAXI_TYPES); raw keys are TLC's own file names.
+A key depends only on its inputs (type, month, batch, model version): a rerun replaces, never duplicates.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from __future__ import annotations
 from trip_duration.periods import DateRange, Month
 
 
-def raw_key(month: Month) -> str:
-    return f"raw/yellow_tripdata_{month}.parquet"
+def raw_key(taxi: str, month: Month) -> str:
+    return f"raw/{taxi}_tripdata_{month}.parquet"
 
 
 def quarantine_key(source_key: str) -> str:
@@ -35,40 +36,40 @@ def quarantine_reason_key(source_key: str) -> str:
     return f"quarantine/{source_key}.reason.json"
 
 
-def _month_part(month: Month) -> str:
-    return f"year={month.year:04d}/month={month.month:02d}"
+def _month_part(taxi: str, month: Month) -> str:
+    return f"taxi={taxi}/year={month.year:04d}/month={month.month:02d}"
 
 
-def validated_key(month: Month) -> str:
-    return f"validated/{_month_part(month)}/trips.parquet"
+def validated_key(taxi: str, month: Month) -> str:
+    return f"validated/{_month_part(taxi, month)}/trips.parquet"
 
 
-def schema_report_key(month: Month) -> str:
-    return f"reports/ingest/{_month_part(month)}/schema.json"
+def schema_report_key(taxi: str, month: Month) -> str:
+    return f"reports/ingest/{_month_part(taxi, month)}/schema.json"
 
 
-def rows_report_key(month: Month) -> str:
-    return f"reports/ingest/{_month_part(month)}/rows.json"
+def rows_report_key(taxi: str, month: Month) -> str:
+    return f"reports/ingest/{_month_part(taxi, month)}/rows.json"
 
 
-def ingest_outcome_key(month: Month) -> str:
-    return f"reports/ingest/{_month_part(month)}/outcome.json"
+def ingest_outcome_key(taxi: str, month: Month) -> str:
+    return f"reports/ingest/{_month_part(taxi, month)}/outcome.json"
 
 
-def rejected_rows_key(month: Month) -> str:
-    return quarantine_key(f"rows/{_month_part(month)}.parquet")
+def rejected_rows_key(taxi: str, month: Month) -> str:
+    return quarantine_key(f"rows/{_month_part(taxi, month)}.parquet")
 
 
-def promotion_report_key(train_month: Month, version: int | str) -> str:
-    return f"reports/promotion/train={train_month}/version={version}.json"
+def promotion_report_key(taxi: str, train_month: Month, version: int | str) -> str:
+    return f"reports/promotion/taxi={taxi}/train={train_month}/version={version}.json"
 
 
-def predictions_key(batch: DateRange, model_version: int | str) -> str:
-    return f"predictions/{batch.label}/model_version={model_version}/predictions.parquet"
+def predictions_key(taxi: str, batch: DateRange, model_version: int | str) -> str:
+    return f"predictions/taxi={taxi}/{batch.label}/model_version={model_version}/predictions.parquet"
 
 
-def inference_summary_key(batch: DateRange, model_version: int | str) -> str:
-    return f"reports/inference/{batch.label}/model_version={model_version}/summary.json"
+def inference_summary_key(taxi: str, batch: DateRange, model_version: int | str) -> str:
+    return f"reports/inference/taxi={taxi}/{batch.label}/model_version={model_version}/summary.json"
 
 
 def s3_uri(bucket: str, key: str) -> str:

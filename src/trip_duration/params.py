@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trip_duration.errors import ConfigError
-from trip_duration.schema import FEATURE_COLUMNS
+from trip_duration.schema import DEFAULT_TAXI, FEATURE_COLUMNS, parse_taxi
 
 
 class _Params(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class IngestParams(_Params):
+class _TaxiParams(_Params):
+    taxi: str = DEFAULT_TAXI
+
+    @field_validator("taxi", mode="before")
+    @classmethod
+    def _taxi(cls, value: str | None) -> str:
+        return parse_taxi(value)
+
+
+class IngestParams(_TaxiParams):
     month: str | None = None
     required_columns: tuple[str, ...] = FEATURE_COLUMNS
     min_duration_minutes: float = 1.0
@@ -36,7 +45,7 @@ class PromotionParams(_Params):
     min_improvement: float = Field(0.01, ge=0, lt=1)
 
 
-class TrainingParams(_Params):
+class TrainingParams(_TaxiParams):
     train_month: str | None = None
     valid_month: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -45,7 +54,7 @@ class TrainingParams(_Params):
     input_example_rows: int = Field(5, ge=1)
 
 
-class InferenceParams(_Params):
+class InferenceParams(_TaxiParams):
     batch_month: str | None = None
     batch_start: str | None = None
     batch_end: str | None = None

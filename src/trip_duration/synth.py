@@ -1,4 +1,4 @@
-"""Synthetic TLC yellow-taxi months, in exactly the published parquet schema.
+"""Synthetic TLC months, yellow or green, in any layout TLC has published (trip_duration.schema.LAYOUTS).
 
 This machine cannot download the real data, so the generator stands in for it. The
 city is a fixed map of 263 zones (same for every month of a seed); a trip's duration
@@ -6,7 +6,8 @@ depends on the distance between its zones, congestion at both ends, the hour and
 weekday, with multiplicative noise and the outliers real TLC files carry (meter left
 running, cancelled trips, zero distances, clock errors, missing passenger data).
 A model that uses distance and time of day can honestly beat the course baseline,
-which only sees the zone pair.
+which only sees the zone pair. Green taxis (boro cabs) may not pick up in most of Manhattan: their
+trips start mostly in the outer zones, so a green month is smaller and its trips longer.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from trip_duration.errors import ConfigError
 from trip_duration.periods import Month
-from trip_duration.schema import DROPOFF, PICKUP, TLC_YELLOW_SCHEMA
+from trip_duration.schema import DEFAULT_LAYOUT, DEFAULT_TAXI, DROPOFF, LAYOUTS, PICKUP, RENAMES, parse_taxi
 
 N_ZONES = 263
 _KM_PER_MILE = 1.609344
@@ -67,15 +69,23 @@ def _base_speed_mph(hour: np.ndarray, weekend: np.ndarray) -> np.ndarray:
     return np.where(weekend, speed * 1.25, speed)
 
 
-def generate_month(month: str | Month, rows: int = 100_000, seed: int = 42) -> pa.Table:
-    """One month of trips in the TLC 2023 yellow schema, deterministic for (month, rows, seed)."""
-    month = Month.parse(month)
+def generate_month(month: str | Month, rows: int = 100_000, seed: int = 42, taxi: str = DEFAULT_TAXI,
+                   layout: str = DEFAULT_LAYOUT) -> pa.Table:
+    """One month of ``taxi`` trips in TLC's ``layout`` (the year it started, e.g. "2023"), deterministic
+    for (month, rows, seed, taxi); the layout changes only the columns' names and types."""
+    month, taxi = Month.parse(month), parse_taxi(taxi)
+    if layout not in LAYOUTS[taxi]:
+        raise ConfigError(f"layout={layout!r} is not a {taxi} layout: use one of {', '.join(LAYOUTS[taxi])}")
     if rows < 1:
         raise ValueError(f"rows={rows} must be at least 1")
     city = city_map(seed)
-    rng = np.random.default_rng([seed, month.year, month.month, rows])
+    rng = np.random.default_rng([seed, month.year, month.month, rows] + ([1] if taxi == "green" else []))
+    pickups = city.popularity
+    if taxi == "green":  # boro cabs: no street hails in (most of) Manhattan
+        pickups = np.where(np.arange(N_ZONES) < 70, pickups * 0.05, pickups * 4)
+        pickups = pickups / pickups.sum()
 
-    pu = rng.choice(N_ZONES, size=rows, p=city.popularity)
+    pu = rng.choice(N_ZONES, size=rows, p=pickups)
     do = np.empty(rows, dtype=np.int64)
     dist = np.linalg.norm(city.xy[:, None, :] - city.xy[None, :, :], axis=2)  # km, zone x zone
     order = np.argsort(pu, kind="stable")
@@ -132,6 +142,7 @@ def generate_month(month: str | Month, rows: int = 100_000, seed: int = 42) -> p
     def nullable(values: np.ndarray) -> pa.Array:
         return pa.array(values, type=pa.float64(), mask=no_passenger_info)
 
+    cbd = np.where(manhattan_trip & (pu < 40), 0.75, 0.0)  # congestion relief zone toll, 2025 on
     columns = {
         "VendorID": pa.array(rng.choice([1, 2], size=rows, p=[0.27, 0.73]), pa.int64()),
         PICKUP: pa.array(pickup, pa.timestamp("us")),
@@ -154,5 +165,27 @@ def generate_month(month: str | Month, rows: int = 100_000, seed: int = 42) -> p
         "total_amount": pa.array(total, pa.float64()),
         "congestion_surcharge": nullable(congestion),
         "airport_fee": nullable(airport_fee),
+        "ehail_fee": pa.nulls(rows, pa.float64()),
+        "trip_type": nullable(np.where(rng.random(rows) < 0.02, 2.0, 1.0)),
+        "cbd_congestion_fee": pa.array(cbd, pa.float64()),
     }
-    return pa.table(columns, schema=TLC_YELLOW_SCHEMA)
+    return _in_layout(columns, LAYOUTS[taxi][layout])
+
+
+def _in_layout(columns: dict[str, pa.Array], schema: pa.Schema) -> pa.Table:
+    """The canonical columns named and typed as ``schema`` has them (float counts with nulls stay
+    nullable integers where the layout has integers, as TLC's 2024 files do)."""
+    arrays = []
+    for field in schema:
+        values = columns[RENAMES.get(field.name, field.name)]
+        if pa.types.is_null(field.type):
+            arrays.append(pa.nulls(len(values)))
+        else:
+            arrays.append(values.cast(field.type, safe=False))
+    return pa.table(arrays, schema=schema)
+
+
+def generate_trips(month: str | Month, rows: int = 100_000, seed: int = 42, taxi: str = DEFAULT_TAXI):
+    """The same trips as a pandas frame with validated/'s column names (trip_duration.schema.RENAMES),
+    before ingest's row rules: for code that reads what ingest writes."""
+    return generate_month(month, rows=rows, seed=seed, taxi=taxi).to_pandas().rename(columns=RENAMES)

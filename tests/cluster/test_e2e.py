@@ -266,7 +266,7 @@ def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, inst
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(installed["MLFLOW_TRACKING_URI"])
-    champion = client.get_model_version_by_alias("trip-duration", "champion")
+    champion = client.get_model_version_by_alias("trip-duration-yellow", "champion")
     assert champion.tags.get("trip_duration.registered_by") == "training-flow"  # what infer checks
     assert client.get_run(champion.run_id).data.tags.get("prefect_flow_run_id") == trained
     logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={trained}", "--tail=-1")
@@ -336,17 +336,17 @@ def test_mlflow_refuses_anonymous_calls_and_only_the_trainer_moves_the_champion(
 
     url = installed["MLFLOW_TRACKING_URI"]
     get = f"{url}/api/2.0/mlflow/registered-models/get"
-    assert httpx.get(get, params={"name": "trip-duration"}, timeout=30).status_code == 401
+    assert httpx.get(get, params={"name": "trip-duration-yellow"}, timeout=30).status_code == 401
     alias = f"{url}/api/2.0/mlflow/registered-models/alias"
-    body = {"name": "trip-duration", "alias": "champion", "version": "1"}
+    body = {"name": "trip-duration-yellow", "alias": "champion", "version": "1"}
     reader = ("reader", secret(cluster, f"{FULL}-mlflow-auth", "reader-password"))
-    assert httpx.get(get, params={"name": "trip-duration"}, timeout=30, auth=reader).status_code == 200
+    assert httpx.get(get, params={"name": "trip-duration-yellow"}, timeout=30, auth=reader).status_code == 200
     assert httpx.post(alias, json=body, timeout=30, auth=reader).status_code == 403
     assert httpx.post(f"{url}/api/2.0/mlflow/model-versions/set-tag", timeout=30, auth=reader, json={
-        "name": "trip-duration", "version": "1", "key": "trip_duration.registered_by", "value": "training-flow"},
+        "name": "trip-duration-yellow", "version": "1", "key": "trip_duration.registered_by", "value": "training-flow"},
     ).status_code == 403
     trainer = ("trainer", secret(cluster, f"{FULL}-mlflow-auth", "trainer-password"))
-    current = httpx.get(f"{url}/api/2.0/mlflow/registered-models/alias", params={"name": "trip-duration", "alias": "champion"},
+    current = httpx.get(f"{url}/api/2.0/mlflow/registered-models/alias", params={"name": "trip-duration-yellow", "alias": "champion"},
                         timeout=30, auth=trainer).json()["model_version"]["version"]
     assert httpx.post(alias, json={**body, "version": current}, timeout=30, auth=trainer).status_code == 200
     # the database password never in a process's argv (ps shows every process of the MLflow pod)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def _scored(stack, month: str, version: int) -> None:
-    s3.put_json(stack.bucket, layout.inference_summary_key(DateRange.of_month(Month.parse(month)), version), {"rows": 1})
+    s3.put_json(stack.bucket, layout.inference_summary_key("yellow", DateRange.of_month(Month.parse(month)), version), {"rows": 1})
 
 
 def test_inference_picks_the_newest_month_with_data_not_yet_scored_by_the_champion(ml_stack):
@@ -44,7 +44,7 @@ def test_training_picks_the_newest_month_whose_next_month_exists_and_stops_at_a_
     newest = Month.parse("2031-05")  # 2031-05 has no data; 2031-04 has no validation month
     pick = availability.training_months(ml_stack.bucket, newest)
     assert pick.month == Month.parse("2031-03"), pick
-    s3.put_json(ml_stack.bucket, layout.promotion_report_key(Month.parse("2031-03"), 4), {"version": 4})
+    s3.put_json(ml_stack.bucket, layout.promotion_report_key("yellow", Month.parse("2031-03"), 4), {"version": 4})
     done = availability.training_months(ml_stack.bucket, newest)
     assert done.month is None and "2031-03 is the newest month" in done.reason and "already trained" in done.reason
 

@@ -53,18 +53,18 @@ def test_train_then_infer_through_the_workers(deployed):
     assert version.tags["promotion.decision"] in {"promoted", "rejected"}
     # one version per training run, keyed by the Prefect flow run a retry keeps
     assert version.tags["trip_duration.training_run"] == f"prefect-flow-run:{run_id}"
-    champion = client.get_model_version_by_alias("trip-duration", "champion")
+    champion = client.get_model_version_by_alias("trip-duration-yellow", "champion")
 
     state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
     assert state == "Completed"
-    key = f"predictions/year=2023/month=02/model_version={champion.version}/predictions.parquet"
+    key = f"predictions/taxi=yellow/year=2023/month=02/model_version={champion.version}/predictions.parquet"
     body = boto3.client("s3").get_object(Bucket=deployed.bucket, Key=key)["Body"].read()
     assert len(pd.read_parquet(io.BytesIO(body))) > 15_000
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as prefect:
         artifact = prefect.read_latest_artifacts()
-    assert {"training-report", "inference-summary"} <= {a.key for a in artifact}
+    assert {"training-report-yellow", "inference-summary-yellow"} <= {a.key for a in artifact}
     for queue in ("gpu", "cpu"):  # both runs were forked by the warm-start server, none started cold
         log = (deployed.root / "logs" / f"worker-{queue}.log").read_text()
         assert "warm start: pid" in log and "warm start unavailable" not in log, log[-3000:]
@@ -79,10 +79,10 @@ def test_s3_outage_during_inference_is_retried_and_leaves_no_partial_object(depl
     score = [t for t in _task_runs(run_id) if t.name == "inference.score_batch"]
     assert score and score[0].run_count >= 2, "score_batch should have been retried after the outage"
     s3 = boto3.client("s3")
-    listing = s3.list_objects_v2(Bucket=deployed.bucket, Prefix="predictions/year=2023/month=03/")["Contents"]
+    listing = s3.list_objects_v2(Bucket=deployed.bucket, Prefix="predictions/taxi=yellow/year=2023/month=03/")["Contents"]
     assert len(listing) == 1
     frame = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=deployed.bucket, Key=listing[0]["Key"])["Body"].read()))
-    rows = s3.get_object(Bucket=deployed.bucket, Key="reports/ingest/year=2023/month=03/rows.json")["Body"].read()
+    rows = s3.get_object(Bucket=deployed.bucket, Key="reports/ingest/taxi=yellow/year=2023/month=03/rows.json")["Body"].read()
     assert len(frame) == pd.read_json(io.BytesIO(rows), typ="series")["rows_out"]
     assert not s3.list_multipart_uploads(Bucket=deployed.bucket).get("Uploads")
 
@@ -223,7 +223,7 @@ def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_i
     _ensure_champion()
     mlflow_client = MlflowClient()
     versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")}
-    champion = mlflow_client.get_model_version_by_alias("trip-duration", "champion").version
+    champion = mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version
     deployed.stop("mlflow")
     try:
         state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
@@ -240,7 +240,7 @@ def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_i
     warnings = [log.message for log in logs if log.level == 30 and "transient error" in log.message]
     assert len(warnings) == IO_RETRIES and all(failed.name in w for w in warnings), warnings
     assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} == versions
-    assert mlflow_client.get_model_version_by_alias("trip-duration", "champion").version == champion
+    assert mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version == champion
     rerun_state, _, _ = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
     assert rerun_state == "Completed"
     assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} - versions) == 1
@@ -283,7 +283,7 @@ def test_s3_down_during_ingest_leaves_no_half_written_month_and_a_rerun_commits_
     raw object is untouched; with S3 back, a rerun commits the month whole."""
     _ensure_champion()
     s3 = boto3.client("s3")
-    outcome_key = "reports/ingest/year=2023/month=03/outcome.json"
+    outcome_key = "reports/ingest/taxi=yellow/year=2023/month=03/outcome.json"
     raw_before = s3.get_object(Bucket=deployed.bucket, Key="raw/yellow_tripdata_2023-03.parquet")["Body"].read()
     proxy = deployed.proxy
     proxy.down_seconds = 75
@@ -352,7 +352,7 @@ def test_s3_down_during_registration_leaves_no_version_and_a_rerun_registers_one
     _ensure_champion()
     mlflow_client = MlflowClient()
     versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")}
-    champion = mlflow_client.get_model_version_by_alias("trip-duration", "champion").version
+    champion = mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version
     proxy = deployed.mlflow_proxy
     proxy.down_seconds = 400  # longer than any budget: the run must give up on its own
     try:
@@ -368,7 +368,7 @@ def test_s3_down_during_registration_leaves_no_version_and_a_rerun_registers_one
     assert failed.name == "training.register_model" and failed.run_count == IO_RETRIES + 1, (failed.name, failed.run_count)
     assert (failed.end_time - failed.start_time).total_seconds() < 180  # the documented budget
     assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} == versions
-    assert mlflow_client.get_model_version_by_alias("trip-duration", "champion").version == champion
+    assert mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version == champion
     experiment = mlflow_client.get_experiment_by_name("trip-duration")
     attempts = mlflow_client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{run_id}'")
     assert len(attempts) == IO_RETRIES + 1 and {r.info.status for r in attempts} == {"FAILED"}

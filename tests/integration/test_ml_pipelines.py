@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import kedro_run, put_month
 from trip_duration.errors import SchemaValidationError
-from trip_duration.synth import generate_month
+from trip_duration.synth import generate_month, generate_trips
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +41,16 @@ def trained(ml_stack):
 
 def test_ingest_writes_validated_data_and_reports(trained):
     s3 = _s3(trained)
-    rows = json.loads(s3.get_object(Bucket=trained.bucket, Key="reports/ingest/year=2023/month=01/rows.json")["Body"].read())
+    rows = json.loads(s3.get_object(Bucket=trained.bucket, Key="reports/ingest/taxi=yellow/year=2023/month=01/rows.json")["Body"].read())
     assert rows["rows_in"] == 20_000 and rows["rows_out"] + rows["rows_rejected"] == 20_000
     validated = pd.read_parquet(io.BytesIO(s3.get_object(
-        Bucket=trained.bucket, Key="validated/year=2023/month=01/trips.parquet")["Body"].read()))
+        Bucket=trained.bucket, Key="validated/taxi=yellow/year=2023/month=01/trips.parquet")["Body"].read()))
     assert len(validated) == rows["rows_out"]
 
 
 def test_first_training_registers_a_champion(trained):
     client = MlflowClient()
-    champion = client.get_model_version_by_alias("trip-duration", "champion")
+    champion = client.get_model_version_by_alias("trip-duration-yellow", "champion")
     assert champion.version == "1"
     assert champion.tags["promotion.decision"] == "promoted"
     run = client.get_run(champion.run_id)
@@ -59,7 +59,7 @@ def test_first_training_registers_a_champion(trained):
     assert run.data.tags["data.train_rows"] and run.data.params["train_month"] == "2023-01"
     # MLflow's UI opens the experiment on its model-training view, not the GenAI one
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
-    assert "reports/promotion/train=2023-01/version=1.json" in _keys(trained, "reports/promotion/")
+    assert "reports/promotion/taxi=yellow/train=2023-01/version=1.json" in _keys(trained, "reports/promotion/")
 
 
 def test_a_version_carries_explicit_requirements_and_no_lock_file(trained, tmp_path):
@@ -68,26 +68,26 @@ def test_a_version_carries_explicit_requirements_and_no_lock_file(trained, tmp_p
 
     from trip_duration.io.registry import MODEL_REQUIREMENTS
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/trip-duration/1", dst_path=str(tmp_path)))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/trip-duration-yellow/1", dst_path=str(tmp_path)))
     assert not (local / "uv.lock").exists() and not (local / "pyproject.toml").exists()
     pinned = (local / "requirements.txt").read_text().split()
     assert sorted(line.split("==")[0] for line in pinned) == sorted(MODEL_REQUIREMENTS)
     assert all("==" in line for line in pinned)
     loaded = mlflow.pyfunc.load_model(str(local))  # what any MLflow consumer does with it
-    from trip_duration.synth import generate_month
+    from trip_duration.synth import generate_trips
 
-    sample = generate_month("2023-01", rows=50, seed=3).to_pandas()
+    sample = generate_trips("2023-01", rows=50, seed=3)
     assert len(loaded.predict(sample)) == 50
 
 
 def test_a_worse_model_never_becomes_champion(trained):
     kedro_run("training", train_month="2023-01", **{"training.model.n_estimators": 1, "training.model.max_depth": 1})
     client = MlflowClient()
-    assert client.get_model_version_by_alias("trip-duration", "champion").version == "1"
-    worse = client.get_model_version("trip-duration", "2")
+    assert client.get_model_version_by_alias("trip-duration-yellow", "champion").version == "1"
+    worse = client.get_model_version("trip-duration-yellow", "2")
     assert worse.tags["promotion.decision"] == "rejected" and worse.tags["promotion.compared_to"] == "1"
     report = json.loads(_s3(trained).get_object(
-        Bucket=trained.bucket, Key="reports/promotion/train=2023-01/version=2.json")["Body"].read())
+        Bucket=trained.bucket, Key="reports/promotion/taxi=yellow/train=2023-01/version=2.json")["Body"].read())
     assert report["promoted"] is False and report["champion_version"] == 1
 
 
@@ -111,11 +111,11 @@ def test_a_retried_training_run_registers_one_version_and_finds_it_again(trained
     kedro_run("training", train_month="2023-01", **worse)  # the retry
     assert _versions(client) - before == {version}
     key = "prefect-flow-run:5a0c3f0e-0000-4000-8000-retriedrun01"
-    assert client.get_model_version("trip-duration", str(version)).tags[TRAINING_RUN_TAG] == key
+    assert client.get_model_version("trip-duration-yellow", str(version)).tags[TRAINING_RUN_TAG] == key
     runs = client.search_runs([client.get_experiment_by_name("trip-duration").experiment_id],
                               f"tags.`{TRAINING_RUN_TAG}` = '{key}'")
     assert len(runs) == 1
-    report = _json(trained, f"reports/promotion/train=2023-01/version={version}.json")
+    report = _json(trained, f"reports/promotion/taxi=yellow/train=2023-01/version={version}.json")
     assert report["training_run"] == key and report["promoted"] is False and report["registration_reused"] is True
 
 
@@ -124,7 +124,7 @@ def test_the_gate_moves_the_alias_only_from_the_champion_it_compared_and_is_idem
     from trip_duration.io.registry import Registration, apply_promotion
 
     client = MlflowClient()
-    champion = int(client.get_model_version_by_alias("trip-duration", "champion").version)
+    champion = int(client.get_model_version_by_alias("trip-duration-yellow", "champion").version)
     others = sorted(_versions(client) - {champion})
     if not others:
         kedro_run("training", train_month="2023-01", **{"training.model.n_estimators": 1})
@@ -139,41 +139,41 @@ def test_the_gate_moves_the_alias_only_from_the_champion_it_compared_and_is_idem
         stale = apply_promotion(candidate, decision(champion + 100))
         assert not stale.promoted and stale.champion_version == champion
         assert f"champion moved from v{champion + 100} to v{champion} while this run was training" in stale.reason
-        assert int(client.get_model_version_by_alias("trip-duration", "champion").version) == champion
+        assert int(client.get_model_version_by_alias("trip-duration-yellow", "champion").version) == champion
 
         moved = apply_promotion(candidate, decision(champion))
         assert moved.promoted and moved.champion_version == candidate.version
-        tags = client.get_model_version("trip-duration", str(candidate.version)).tags
+        tags = client.get_model_version("trip-duration-yellow", str(candidate.version)).tags
         assert tags["promotion.decision"] == "promoted" and tags["promotion.compared_to"] == str(champion)
 
         retried = apply_promotion(candidate, decision(champion))  # e.g. the tag writes failed after the move
         assert retried.promoted and "already @champion" in retried.reason
-        assert int(client.get_model_version_by_alias("trip-duration", "champion").version) == candidate.version
+        assert int(client.get_model_version_by_alias("trip-duration-yellow", "champion").version) == candidate.version
     finally:
-        client.set_registered_model_alias("trip-duration", "champion", str(champion))
+        client.set_registered_model_alias("trip-duration-yellow", "champion", str(champion))
 
 
 def test_inference_writes_one_key_per_batch_and_version(trained):
     kedro_run("inference", batch_month="2023-02")
-    key = "predictions/year=2023/month=02/model_version=1/predictions.parquet"
+    key = "predictions/taxi=yellow/year=2023/month=02/model_version=1/predictions.parquet"
     first = _keys(trained, "predictions/")
     assert list(first) == [key]
     predictions = pd.read_parquet(io.BytesIO(_s3(trained).get_object(Bucket=trained.bucket, Key=key)["Body"].read()))
     validated_rows = json.loads(_s3(trained).get_object(
-        Bucket=trained.bucket, Key="reports/ingest/year=2023/month=02/rows.json")["Body"].read())["rows_out"]
+        Bucket=trained.bucket, Key="reports/ingest/taxi=yellow/year=2023/month=02/rows.json")["Body"].read())["rows_out"]
     assert len(predictions) == validated_rows
     kedro_run("inference", batch_month="2023-02")  # a rerun replaces, never duplicates
     assert list(_keys(trained, "predictions/")) == [key]
     summary = json.loads(_s3(trained).get_object(
-        Bucket=trained.bucket, Key="reports/inference/year=2023/month=02/model_version=1/summary.json")["Body"].read())
+        Bucket=trained.bucket, Key="reports/inference/taxi=yellow/year=2023/month=02/model_version=1/summary.json")["Body"].read())
     assert summary["rows"] == validated_rows and summary["predictions_uri"].endswith(key)
 
 
 def test_inference_on_a_date_range(trained):
     kedro_run("inference", batch_start="2023-02-01", batch_end="2023-02-08")
-    key = "predictions/range=2023-02-01_2023-02-08/model_version=1/predictions.parquet"
+    key = "predictions/taxi=yellow/range=2023-02-01_2023-02-08/model_version=1/predictions.parquet"
     predictions = pd.read_parquet(io.BytesIO(_s3(trained).get_object(Bucket=trained.bucket, Key=key)["Body"].read()))
-    assert predictions["tpep_pickup_datetime"].between("2023-02-01", "2023-02-08", inclusive="left").all()
+    assert predictions["pickup_datetime"].between("2023-02-01", "2023-02-08", inclusive="left").all()
     assert 0 < len(predictions) < 10_000
 
 
@@ -188,13 +188,13 @@ def test_a_batch_without_trips_writes_an_empty_valid_result_and_says_so(trained)
     early = table.filter(pc.less(table["tpep_pickup_datetime"], pd.Timestamp("2023-06-11")))
     buffer = io.BytesIO()
     pq.write_table(early, buffer)
-    _s3(trained).put_object(Bucket=trained.bucket, Key=layout.raw_key(Month.parse("2023-06")), Body=buffer.getvalue())
+    _s3(trained).put_object(Bucket=trained.bucket, Key=layout.raw_key("yellow", Month.parse("2023-06")), Body=buffer.getvalue())
     kedro_run("ingest", month="2023-06")
     kedro_run("inference", batch_start="2023-06-20", batch_end="2023-06-25")
-    prefix = "range=2023-06-20_2023-06-25/model_version=1"
+    prefix = "taxi=yellow/range=2023-06-20_2023-06-25/model_version=1"
     body = _s3(trained).get_object(Bucket=trained.bucket, Key=f"predictions/{prefix}/predictions.parquet")["Body"]
     predictions = pd.read_parquet(io.BytesIO(body.read()))
-    assert len(predictions) == 0 and {"predicted_duration", "model_version", "tpep_pickup_datetime"} <= set(predictions)
+    assert len(predictions) == 0 and {"predicted_duration", "model_version", "pickup_datetime"} <= set(predictions)
     assert str(predictions["predicted_duration"].dtype) == "float32"
     summary = json.loads(_s3(trained).get_object(
         Bucket=trained.bucket, Key=f"reports/inference/{prefix}/summary.json")["Body"].read())
@@ -212,11 +212,11 @@ def test_the_model_cache_is_keyed_by_the_versions_run_not_its_number(trained, tm
     from trip_duration.io import registry
 
     client = MlflowClient()
-    champion = client.get_model_version_by_alias("trip-duration", "champion")
+    champion = client.get_model_version_by_alias("trip-duration-yellow", "champion")
     cache = tmp_path / "cache"
     monkeypatch.setenv("TRIP_DURATION_MODEL_CACHE_DIR", str(cache))
     reset_clients()
-    stale = cache / "trip-duration"
+    stale = cache / "trip-duration-yellow"
     for name in (champion.version, f"{champion.version}-0123456789abcdef0123456789abcdef"):  # old layout, other run
         shutil.copytree(Path(__file__).parent, stale / name)  # not a model at all
         (stale / name / "MLmodel").write_text("from another MLflow database\n")
@@ -279,8 +279,8 @@ def test_a_full_disk_under_the_model_cache_fails_in_one_line_and_caches_nothing(
     assert f"no room for trip-duration v1 in {tiny_disk}/trip-duration: it needs " in message, message
     assert "KiB is free" in message, message
     assert "TRIP_DURATION_MODEL_CACHE_DIR" in message and "flowRun.sizeLimits.cache" in message
-    assert not any(p.name != "trip-duration" for p in tiny_disk.iterdir())
-    assert list((tiny_disk / "trip-duration").iterdir()) == []  # the half-downloaded staging folder is gone
+    assert not any(p.name != "trip-duration-yellow" for p in tiny_disk.iterdir())
+    assert list((tiny_disk / "trip-duration-yellow").iterdir()) == []  # the half-downloaded staging folder is gone
 
 
 @pytest.fixture
@@ -329,7 +329,7 @@ def test_a_batch_larger_than_the_runs_memory_is_refused_in_one_line_not_oom_kill
     assert "batch year=2023/month=08 holds ~9" in line and "to score" in line, line
     assert "memory limit 700.0 MiB" in line and "batch_start=2023-08-01 batch_end=2023-08-" in line, line
     assert "Traceback" not in done.stderr
-    assert not _keys(trained, "predictions/year=2023/month=08/")
+    assert not _keys(trained, "predictions/taxi=yellow/year=2023/month=08/")
 
 
 def test_broken_file_is_quarantined_and_raw_is_intact(trained):
@@ -342,13 +342,13 @@ def test_broken_file_is_quarantined_and_raw_is_intact(trained):
     etag = s3.head_object(Bucket=trained.bucket, Key=raw_key)["ETag"]
     with pytest.raises(SchemaValidationError) as info:
         kedro_run("ingest", month="2023-05")
-    assert "tpep_dropoff_datetime: missing required column" in str(info.value)
+    assert "not a known yellow layout" in str(info.value) and "missing tpep_dropoff_datetime" in str(info.value)
     reason = json.loads(s3.get_object(Bucket=trained.bucket, Key=f"quarantine/{raw_key}.reason.json")["Body"].read())
-    assert reason["ok"] is False and reason["problems"][0]["column"] == "tpep_dropoff_datetime"
+    assert reason["ok"] is False and "missing tpep_dropoff_datetime" in reason["problems"][0]["problem"]
     assert s3.head_object(Bucket=trained.bucket, Key=f"quarantine/{raw_key}")["ContentLength"] == len(buffer.getvalue())
     assert s3.head_object(Bucket=trained.bucket, Key=raw_key)["ETag"] == etag
-    assert "validated/year=2023/month=05/trips.parquet" not in _keys(trained, "validated/")
-    assert _json(trained, "reports/ingest/year=2023/month=05/outcome.json")["status"] == "refused"
+    assert "validated/taxi=yellow/year=2023/month=05/trips.parquet" not in _keys(trained, "validated/")
+    assert _json(trained, "reports/ingest/taxi=yellow/year=2023/month=05/outcome.json")["status"] == "refused"
 
 
 def _put_raw(stack, month: str, table) -> bytes:
@@ -418,11 +418,11 @@ def test_a_registered_model_loads_where_the_project_is_not_importable(trained, t
 
     import mlflow
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/trip-duration/1", dst_path=str(tmp_path)))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/trip-duration-yellow/1", dst_path=str(tmp_path)))
     assert (local / "code" / "trip_duration" / "models.py").is_file()
     assert not list(local.rglob("__pycache__"))
     sample = tmp_path / "sample.parquet"
-    generate_month("2023-01", rows=40, seed=5).to_pandas().to_parquet(sample)
+    generate_trips("2023-01", rows=40, seed=5).to_parquet(sample)
     script = (
         "import sys, importlib.util\n"
         "sys.path = [p for p in sys.path if p not in ('', '.') and not p.rstrip('/').endswith('/src')]\n"
@@ -445,18 +445,18 @@ def test_inference_refuses_a_version_the_training_flow_did_not_register(trained,
     from trip_duration.io import registry
 
     client = MlflowClient()
-    champion = client.get_model_version_by_alias("trip-duration", "champion").version
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/trip-duration/{champion}",
+    champion = client.get_model_version_by_alias("trip-duration-yellow", "champion").version
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/trip-duration-yellow/{champion}",
                                                      dst_path=str(tmp_path)))
-    assert client.get_model_version("trip-duration", champion).tags[registry.DIGEST_TAG] == registry.model_digest(local)
+    assert client.get_model_version("trip-duration-yellow", champion).tags[registry.DIGEST_TAG] == registry.model_digest(local)
     # someone with registry access registers the same files by hand, without the training flow's tags
     with mlflow.start_run(run_name="by-hand"):
         info = mlflow.pyfunc.log_model(name="model", python_model=mlflow.pyfunc.load_model(str(local)).unwrap_python_model(),
-                                       registered_model_name="trip-duration", pip_requirements=registry.model_requirements())
+                                       registered_model_name="trip-duration-yellow", pip_requirements=registry.model_requirements())
     by_hand = str(info.registered_model_version)
     registry._memo.clear()
     try:
-        client.set_registered_model_alias("trip-duration", "champion", by_hand)
+        client.set_registered_model_alias("trip-duration-yellow", "champion", by_hand)
         with pytest.raises(Exception) as refused:
             kedro_run("inference", batch_month="2023-02")
         chain, err = [], refused.value
@@ -466,12 +466,12 @@ def test_inference_refuses_a_version_the_training_flow_did_not_register(trained,
         assert any(isinstance(e, UntrustedModelError) for e in chain), chain
         assert f"trip-duration v{by_hand} was not registered by the training flow" in str(refused.value)
         # tags copied by hand, files changed: the digest no longer matches
-        client.set_model_version_tag("trip-duration", by_hand, registry.REGISTERED_BY_TAG, registry.REGISTERED_BY)
-        client.set_model_version_tag("trip-duration", by_hand, registry.DIGEST_TAG, "0" * 64)
+        client.set_model_version_tag("trip-duration-yellow", by_hand, registry.REGISTERED_BY_TAG, registry.REGISTERED_BY)
+        client.set_model_version_tag("trip-duration-yellow", by_hand, registry.DIGEST_TAG, "0" * 64)
         registry._memo.clear()
         with pytest.raises(Exception, match=f"v{by_hand}: its files .* are not the ones the training flow registered"):
             kedro_run("inference", batch_month="2023-02")
     finally:
-        client.set_registered_model_alias("trip-duration", "champion", champion)
+        client.set_registered_model_alias("trip-duration-yellow", "champion", champion)
         registry._memo.clear()
     assert not [k for k in _keys(trained, "predictions/") if f"model_version={by_hand}" in k]  # nothing scored

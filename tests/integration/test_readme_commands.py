@@ -50,7 +50,7 @@ def test_the_readme_block_runs_as_written(stack):
     keys = {o["Key"] for o in boto3.client(
         "s3", endpoint_url=stack.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
         region_name="us-east-1").list_objects_v2(Bucket=stack.bucket)["Contents"]}
-    assert {"predictions/year=2023/month=04/model_version=1/predictions.parquet",
+    assert {"predictions/taxi=yellow/year=2023/month=04/model_version=1/predictions.parquet",
             "predictions/range=2023-04-01_2023-04-08/model_version=1/predictions.parquet"} <= keys
 
 

@@ -6,11 +6,11 @@ from sklearn.linear_model import LinearRegression
 
 from trip_duration.features import MODEL_FEATURES, duration_minutes, trip_features, ZonePace
 from trip_duration.models import BaselineModel, TripDurationModel, resolve_device, rmse
-from trip_duration.synth import generate_month
+from trip_duration.synth import generate_trips
 
 
 def _clean(month, rows=20_000):
-    trips = generate_month(month, rows=rows, seed=11).to_pandas()
+    trips = generate_trips(month, rows=rows, seed=11)
     minutes = duration_minutes(trips)
     return trips[(minutes >= 1) & (minutes <= 60) & (trips["trip_distance"] > 0)].reset_index(drop=True)
 

@@ -21,7 +21,9 @@ import pytest
 from trip_duration.features import duration_minutes
 from trip_duration.pipelines.ingest.nodes import (MONTH_REFUSED, ROW_RULES, VALIDATED_SCHEMA, check_schema,
                                                   ingest_month)
-from trip_duration.schema import DROPOFF, PICKUP, RawFile
+from trip_duration.schema import LAYOUTS, PICKUP, RAW_TIMES, RawFile
+
+RAW_PICKUP, RAW_DROPOFF = RAW_TIMES["yellow"]  # the raw file's names; validated/ has PICKUP
 from trip_duration.synth import generate_month
 
 PARAMS = {"month": "2023-01"}
@@ -42,7 +44,7 @@ def _cast(table: pa.Table, name: str, type_: pa.DataType) -> pa.Table:
 
 
 def _zoned(table: pa.Table, zone: str) -> pa.Table:
-    for name in (PICKUP, DROPOFF):
+    for name in (RAW_PICKUP, RAW_DROPOFF):
         local = table[name].to_pandas().dt.tz_localize("America/New_York", ambiguous="NaT", nonexistent="NaT")
         table = table.set_column(table.schema.get_field_index(name), name,
                                  pa.array(local.dt.tz_convert(zone), pa.timestamp("us", tz=zone)))
@@ -65,14 +67,14 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "huge distance": lambda: _bytes(_set(BASE, "trip_distance", lambda v: _head(v, [1e300]))),
     "timestamps in UTC": lambda: _bytes(_zoned(BASE, "UTC")),
     "timestamps in Tokyo": lambda: _bytes(_zoned(BASE, "Asia/Tokyo")),
-    "timestamps in ns": lambda: _bytes(_cast(_cast(BASE, PICKUP, pa.timestamp("ns")), DROPOFF, pa.timestamp("ns"))),
-    "timestamps in ms": lambda: _bytes(_cast(_cast(BASE, PICKUP, pa.timestamp("ms")), DROPOFF, pa.timestamp("ms"))),
-    "null timestamps": lambda: _bytes(_set(BASE, PICKUP, lambda v: _head(v, [None, None]))),
-    "drop-off before pick-up": lambda: _bytes(_set(BASE, DROPOFF, lambda v: _head(v, [pd.Timestamp("2023-01-01")] * 4))),
-    "pick-ups of another month": lambda: _bytes(_set(BASE, PICKUP, lambda v: _head(v, [pd.Timestamp("2022-12-31 23:00")] * 7))),
-    "pick-ups in 2099": lambda: _bytes(_set(BASE, PICKUP, lambda v: _head(v, [pd.Timestamp("2099-01-05")] * 3))),
+    "timestamps in ns": lambda: _bytes(_cast(_cast(BASE, RAW_PICKUP, pa.timestamp("ns")), RAW_DROPOFF, pa.timestamp("ns"))),
+    "timestamps in ms": lambda: _bytes(_cast(_cast(BASE, RAW_PICKUP, pa.timestamp("ms")), RAW_DROPOFF, pa.timestamp("ms"))),
+    "null timestamps": lambda: _bytes(_set(BASE, RAW_PICKUP, lambda v: _head(v, [None, None]))),
+    "drop-off before pick-up": lambda: _bytes(_set(BASE, RAW_DROPOFF, lambda v: _head(v, [pd.Timestamp("2023-01-01")] * 4))),
+    "pick-ups of another month": lambda: _bytes(_set(BASE, RAW_PICKUP, lambda v: _head(v, [pd.Timestamp("2022-12-31 23:00")] * 7))),
+    "pick-ups in 2099": lambda: _bytes(_set(BASE, RAW_PICKUP, lambda v: _head(v, [pd.Timestamp("2099-01-05")] * 3))),
     "exact duplicates": lambda: _bytes(pa.concat_tables([BASE, BASE.slice(0, 25)])),
-    "all-null optional column": lambda: _bytes(_set(BASE, "airport_fee", lambda v: [None] * len(v), pa.null())),
+    "all-null optional column": lambda: _bytes(_set(BASE, "Airport_fee", lambda v: [None] * len(v), pa.null())),
     "all-null required column": lambda: _bytes(_set(BASE, "trip_distance", lambda v: [None] * len(v), pa.null())),
     "unknown extra column": lambda: _bytes(BASE.append_column("mystery", pa.array(["x"] * len(BASE)))),
     "missing required column": lambda: _bytes(BASE.drop_columns(["DOLocationID"])),
@@ -84,6 +86,10 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "a CSV, not parquet": lambda: BASE.slice(0, 50).to_pandas().to_csv().encode(),
     "empty bytes": lambda: b"",
     "every row bad": lambda: _bytes(_set(BASE, "trip_distance", lambda v: [0.0] * len(v))),
+    "airport_fee spelled as in 2022": lambda: _bytes(BASE.rename_columns(
+        [n.replace("Airport_fee", "airport_fee") for n in BASE.column_names])),
+    "a green file under the yellow key": lambda: _bytes(generate_month("2023-01", rows=500, seed=11, taxi="green")),
+    "a column renamed by hand": lambda: _bytes(BASE.rename_columns([n.replace("fare_amount", "fare") for n in BASE.column_names])),
     "most rows bad": lambda: _bytes(_set(BASE, "trip_distance", lambda v: [0.0] * (len(v) * 2 // 3) + v[len(v) * 2 // 3:])),
 }
 
@@ -127,3 +133,43 @@ def test_the_corpus_exercises_both_outcomes_and_every_row_rule():
         if outcome.rejected is not None:
             rules |= set(outcome.rejected["rejection_reason"])
     assert refused >= 8 and rules == {*ROW_RULES, MONTH_REFUSED}
+
+
+@pytest.mark.parametrize(("taxi", "layout"), [(t, y) for t in LAYOUTS for y in LAYOUTS[t]])
+def test_every_published_layout_of_both_types_is_accepted_into_one_validated_schema(taxi, layout):
+    key = f"raw/{taxi}_tripdata_2023-01.parquet"
+    table = generate_month("2023-01", rows=3_000, seed=11, taxi=taxi, layout=layout)
+    params = {**PARAMS, "taxi": taxi}
+    trips, report = check_schema(RawFile(key, f"s3://b/{key}", _bytes(table), taxi=taxi), params)
+    outcome = ingest_month(trips, report, params)
+    assert outcome.refused is None and report["layout"] == f"{taxi} {layout}"
+    validated = outcome.validated
+    assert {PICKUP, "dropoff_datetime", "airport_fee" if taxi == "yellow" else "trip_type"} <= set(validated.columns)
+    assert not any(c.startswith(("tpep_", "lpep_")) or c == "Airport_fee" for c in validated.columns)
+    VALIDATED_SCHEMA.validate(validated)
+    assert outcome.rows_report["rows_out"] > 0.75 * len(table)  # green trips are longer: more over 60 min
+    # the same trips whatever the layout: the default layout's month keeps the same rows
+    default = generate_month("2023-01", rows=3_000, seed=11, taxi=taxi)
+    same = ingest_month(*check_schema(RawFile(key, f"s3://b/{key}", _bytes(default), taxi=taxi), params), params)
+    assert len(same.validated) == len(validated)
+
+
+def test_a_file_of_the_other_type_is_refused_naming_the_right_key_and_parameter():
+    green = _bytes(generate_month("2023-01", rows=500, seed=11, taxi="green"))
+    raw = RawFile("raw/yellow_tripdata_2023-01.parquet", "s3://b/raw/yellow_tripdata_2023-01.parquet", green)
+    outcome = ingest_month(*check_schema(raw, PARAMS), PARAMS)
+    assert outcome.refused and "a green taxi file (lpep_pickup_datetime, lpep_dropoff_datetime)" in outcome.refused
+    assert "move it to raw/green_tripdata_2023-01.parquet, or ingest it with taxi=green" in outcome.refused
+    yellow = _bytes(BASE)
+    raw = RawFile("raw/green_tripdata_2023-01.parquet", "s3://b/raw/green_tripdata_2023-01.parquet", yellow, "green")
+    outcome = ingest_month(*check_schema(raw, {**PARAMS, "taxi": "green"}), {**PARAMS, "taxi": "green"})
+    assert "a yellow taxi file" in outcome.refused and "taxi=yellow" in outcome.refused
+
+
+def test_an_unknown_layout_is_refused_with_the_columns_that_differ():
+    changed = BASE.rename_columns([n.replace("fare_amount", "fare") for n in BASE.column_names])
+    changed = changed.append_column("mystery", pa.array(["x"] * len(BASE)))
+    raw = RawFile("raw/yellow_tripdata_2023-01.parquet", "s3://b/raw/yellow_tripdata_2023-01.parquet", _bytes(changed))
+    outcome = ingest_month(*check_schema(raw, PARAMS), PARAMS)
+    assert ("not a known yellow layout (2019, 2022, 2023, 2024, 2025): against the nearest, yellow 2023, "
+            "missing fare_amount; unexpected fare, mystery") in outcome.refused

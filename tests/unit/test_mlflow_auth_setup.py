@@ -30,7 +30,8 @@ def _store(tmp_path: Path):
         "    with s.ManagedSessionMaker() as session:\n"
         "        method = session.query(SqlUser).filter(SqlUser.username == u).one().password_hash.split('$')[0]\n"
         "    print(u, p, s.authenticate_user(u, p), s.get_user(u).is_admin, method)\n"
-        "print('trainer-model', s.get_registered_model_permission('trip-duration', 'trainer').permission)\n"
+        "for taxi in ('yellow', 'green'):\n"
+        "    print(f'trainer-model-{taxi}', s.get_registered_model_permission(f'trip-duration-{taxi}', 'trainer').permission)\n"
     )
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(tmp_path / "auth" / "basic_auth.ini")}
     uri = f"sqlite:///{tmp_path}/mlflow-db.sqlite"
@@ -50,7 +51,7 @@ def test_users_are_created_synced_from_the_secret_and_the_config_is_private(tmp_
     # the person's password keeps MLflow's scrypt; the flow-run tokens get the fast hash
     assert "admin admin-password-1 True True scrypt:" in out
     assert "trainer trainer-password-1-long-token True False pbkdf2:sha256:1000" in out
-    assert "reader reader-password-1-long-token True False pbkdf2:sha256:1000" in out and "trainer-model MANAGE" in out
+    assert "reader reader-password-1-long-token True False pbkdf2:sha256:1000" in out and "trainer-model-yellow MANAGE" in out and "trainer-model-green MANAGE" in out
     # a rotated Secret takes effect at the next start, still with the fast hash
     again = _run(tmp_path, TRIP_DURATION_READER_PASSWORD="rotated-password-2-long-token")
     assert again.returncode == 0 and "password of reader set from the Secret" in again.stdout

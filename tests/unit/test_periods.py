@@ -27,7 +27,11 @@ def test_range_spanning_months_and_labels():
         DateRange.parse("2023-02-01", "2023-02-01")
 
 
-def test_keys_depend_only_on_batch_and_version():
+def test_keys_depend_only_on_taxi_batch_and_version():
     batch = DateRange(date(2023, 2, 1), date(2023, 3, 1))
-    assert layout.predictions_key(batch, 3) == "predictions/year=2023/month=02/model_version=3/predictions.parquet"
+    assert (layout.predictions_key("green", batch, 3)
+            == "predictions/taxi=green/year=2023/month=02/model_version=3/predictions.parquet")
+    assert layout.raw_key("green", Month(2023, 2)) == "raw/green_tripdata_2023-02.parquet"  # TLC's own file name
+    assert layout.validated_key("yellow", Month(2023, 2)) == "validated/taxi=yellow/year=2023/month=02/trips.parquet"
+    assert len({layout.ingest_outcome_key(taxi, Month(2023, 2)) for taxi in ("yellow", "green")}) == 2
     assert layout.quarantine_reason_key("raw/x.parquet") == "quarantine/raw/x.parquet.reason.json"

@@ -1,14 +1,37 @@
 import numpy as np
+import pytest
 
+from trip_duration.errors import ConfigError
 from trip_duration.features import duration_minutes
-from trip_duration.schema import TLC_YELLOW_SCHEMA
+from trip_duration.schema import LAYOUTS, RENAMES
 from trip_duration.synth import generate_month
 
 
-def test_exact_tlc_schema_and_row_count():
-    table = generate_month("2023-01", rows=5_000, seed=1)
-    assert table.schema.equals(TLC_YELLOW_SCHEMA)
-    assert table.num_rows == 5_000
+@pytest.mark.parametrize(("taxi", "layout"), [(t, y) for t in LAYOUTS for y in LAYOUTS[t]])
+def test_each_layout_is_written_exactly_with_the_same_trips(taxi, layout):
+    table = generate_month("2023-01", rows=2_000, seed=1, taxi=taxi, layout=layout)
+    assert table.schema.equals(LAYOUTS[taxi][layout])
+    assert table.num_rows == 2_000
+    # the layout changes names and types only: the trips are those of the default layout
+    same = generate_month("2023-01", rows=2_000, seed=1, taxi=taxi).to_pandas().rename(columns=RENAMES)
+    trips = table.to_pandas().rename(columns=RENAMES)
+    assert (duration_minutes(trips) - duration_minutes(same)).abs().max() < 1e-3  # ns vs us
+    assert (trips["PULocationID"].astype("int64") == same["PULocationID"]).all()
+
+
+def test_green_differs_from_yellow_and_starts_mostly_outside_manhattan():
+    yellow = generate_month("2023-01", rows=20_000, seed=1).to_pandas()
+    green = generate_month("2023-01", rows=20_000, seed=1, taxi="green").to_pandas()
+    assert "lpep_pickup_datetime" in green and "trip_type" in green and "tpep_pickup_datetime" in yellow
+    in_manhattan = lambda frame: (frame["PULocationID"] <= 70).mean()  # noqa: E731 - zones 1..70 in the map
+    assert in_manhattan(green) < 0.2 < in_manhattan(yellow)
+
+
+def test_unknown_layout_and_taxi_are_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match=r"layout='2018' is not a green layout: use one of 2019, 2022"):
+        generate_month("2023-01", rows=10, taxi="green", layout="2018")
+    with pytest.raises(ConfigError, match=r"taxi='purple' is not a taxi type: use one of yellow, green"):
+        generate_month("2023-01", rows=10, taxi="purple")
 
 
 def test_deterministic_by_seed_and_month():
@@ -19,12 +42,12 @@ def test_deterministic_by_seed_and_month():
 
 
 def test_duration_depends_on_distance_and_hour_with_outliers():
-    trips = generate_month("2023-03", rows=50_000, seed=5).to_pandas()
+    trips = generate_month("2023-03", rows=50_000, seed=5).to_pandas().rename(columns=RENAMES)
     minutes = duration_minutes(trips)
     sane = (minutes >= 1) & (minutes <= 60) & (trips["trip_distance"] > 0)
     assert 0.85 < sane.mean() < 0.99  # outliers exist, but most trips are usable
     assert np.corrcoef(trips.loc[sane, "trip_distance"], minutes[sane])[0, 1] > 0.6
-    hour = trips["tpep_pickup_datetime"].dt.hour
+    hour = trips["pickup_datetime"].dt.hour
     pace = (minutes / trips["trip_distance"])[sane]
     assert pace[hour[sane].between(16, 19)].median() > 1.2 * pace[hour[sane].between(0, 4)].median()
     assert trips["passenger_count"].isna().any()

@@ -8,14 +8,14 @@ from trip_duration.models import Champion
 from trip_duration.pipelines.inference import create_pipeline as inference_pipeline
 from trip_duration.pipelines.training import create_pipeline as training_pipeline
 from trip_duration.pipelines.training.nodes import decide_promotion
-from trip_duration.synth import generate_month
+from trip_duration.synth import generate_trips
 
 PARAMS = {"train_month": "2023-01", "valid_month": "2023-02", "device": "cpu",
           "model": {"n_estimators": 40, "max_depth": 5}, "promotion": {"min_improvement": 0.05}}
 
 
 def _clean(month):
-    trips = generate_month(month, rows=10_000, seed=3).to_pandas()
+    trips = generate_trips(month, rows=10_000, seed=3)
     minutes = duration_minutes(trips)
     return trips[(minutes >= 1) & (minutes <= 60) & (trips["trip_distance"] > 0)].reset_index(drop=True)
 
@@ -81,7 +81,7 @@ def test_training_then_inference_pipelines_on_memory_catalog(monkeypatch):
     assert report["promoted"] and report["model_rmse"] < 0.9 * report["baseline_rmse"]
     assert registry.candidate["facts"]["train_rows"] == len(train)
     assert list(registry.candidate["input_example"].columns) == [
-        "tpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+        "pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
 
     model = registry.candidate["model"]
     catalog = DataCatalog(

@@ -5,8 +5,9 @@
 2. Brings the auth tables up to date and makes the users match the Secret, every start (so a
    rotated Secret takes effect on the next restart): `admin` (admin), `trainer` (train flow runs)
    and `reader` (infer flow runs).
-3. Gives `trainer` MANAGE on the registered model, whoever creates it: with default_permission
-   READ, only `trainer` (and admin) can register versions and move the champion alias.
+3. Gives `trainer` MANAGE on the registered models, one per taxi type (`trip-duration-yellow`,
+   `trip-duration-green`), whoever creates them: with default_permission READ, only `trainer` (and
+   admin) can register versions and move the champion alias.
 """
 
 import configparser
@@ -15,7 +16,8 @@ import sys
 
 config_path = os.environ["MLFLOW_AUTH_CONFIG_PATH"]
 database_uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
-model_name = os.environ.get("TRIP_DURATION_MODEL_NAME", "trip-duration")
+model_prefix = os.environ.get("TRIP_DURATION_MODEL_NAME", "trip-duration")
+model_names = [f"{model_prefix}-{taxi}" for taxi in ("yellow", "green")]  # trip_duration.schema.TAXI_TYPES
 users = {
     "admin": (os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"], True),
     "trainer": (os.environ["TRIP_DURATION_TRAINER_PASSWORD"], False),
@@ -83,5 +85,6 @@ for name, (password, is_admin) in users.items():
         _set_fast_hash(name, password)
     if store.get_user(name).is_admin != is_admin:
         store.update_user(name, is_admin=is_admin)
-store.grant_user_permission("trainer", "registered_model", model_name, "MANAGE")
-print(f"mlflow auth: users admin, trainer, reader in place; trainer manages registered model {model_name!r}", flush=True)
+for model_name in model_names:
+    store.grant_user_permission("trainer", "registered_model", model_name, "MANAGE")
+print(f"mlflow auth: users admin, trainer, reader in place; trainer manages registered models {model_names}", flush=True)

@@ -21,10 +21,11 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from trip_duration import layout
-from trip_duration.config import get_settings
 from trip_duration.io import s3
 from trip_duration.io.datasets import is_ingested
+from trip_duration.io.tlc import source_url
 from trip_duration.periods import DateRange, Month
+from trip_duration.schema import DEFAULT_TAXI
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Months:
     """Existence checks for one resolution, each asked once."""
 
     bucket: str
+    taxi: str = DEFAULT_TAXI
     _known: dict[Month, str | None] = field(default_factory=dict)
 
     def where(self, month: Month) -> str | None:
@@ -71,12 +73,12 @@ class Months:
         return self._known[month]
 
     def _look(self, month: Month) -> str | None:
-        if is_ingested(self.bucket, month):
+        if is_ingested(self.bucket, month, self.taxi):
             return "ingested"
-        if s3.exists(self.bucket, layout.raw_key(month)):
+        if s3.exists(self.bucket, layout.raw_key(self.taxi, month)):
             return "raw"
-        pattern = get_settings().source_url
-        if pattern and published(url := pattern.format(month=month)):
+        url = source_url(self.taxi, month)
+        if url and published(url):
             return url
         return None
 
@@ -88,11 +90,12 @@ def _window(newest: Month, lookback: int) -> list[Month]:
     return months
 
 
-def inference_month(bucket: str, newest: Month, champion: int, lookback: int = LOOKBACK_MONTHS) -> Pick:
+def inference_month(bucket: str, newest: Month, champion: int, lookback: int = LOOKBACK_MONTHS,
+                    taxi: str = DEFAULT_TAXI) -> Pick:
     """The newest month, from ``newest`` back, with data and no summary for ``champion`` yet."""
-    months, done = Months(bucket), []
+    months, done = Months(bucket, taxi), []
     for month in _window(newest, lookback):
-        if s3.exists(bucket, layout.inference_summary_key(DateRange.of_month(month), champion)):
+        if s3.exists(bucket, layout.inference_summary_key(taxi, DateRange.of_month(month), champion)):
             done.append(month)
         elif where := months.where(month):
             return Pick(month, f"{month} has data ({where}) and no predictions of model v{champion} yet")
@@ -103,13 +106,13 @@ def inference_month(bucket: str, newest: Month, champion: int, lookback: int = L
         + "the others have no data yet (TLC publishes about two months late); the next run looks again"))
 
 
-def training_months(bucket: str, newest: Month, lookback: int = LOOKBACK_MONTHS) -> Pick:
+def training_months(bucket: str, newest: Month, lookback: int = LOOKBACK_MONTHS, taxi: str = DEFAULT_TAXI) -> Pick:
     """The newest training month M, from ``newest`` back, where M and M+1 (validation) have data,
     unless a model was already trained on it: then there is nothing newer to train on (an older
     month would only make an older model)."""
-    months = Months(bucket)
+    months = Months(bucket, taxi)
     for month in _window(newest, lookback):
-        if _trained_on(bucket, month):
+        if _trained_on(bucket, month, taxi):
             return Pick(None, f"nothing to train: {month} is the newest month with data for training and "
                               "validation, and a model was already trained on it; the next run looks again")
         where, valid = months.where(month), months.where(month.next())
@@ -121,6 +124,6 @@ def training_months(bucket: str, newest: Month, lookback: int = LOOKBACK_MONTHS)
         "month (validation; TLC publishes about two months late); the next run looks again"))
 
 
-def _trained_on(bucket: str, month: Month) -> bool:
-    prefix = layout.promotion_report_key(month, "").rsplit("version=", 1)[0]
+def _trained_on(bucket: str, month: Month, taxi: str) -> bool:
+    prefix = layout.promotion_report_key(taxi, month, "").rsplit("version=", 1)[0]
     return bool(s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"))

@@ -24,7 +24,7 @@ from trip_duration.errors import BatchTooLargeError, ConfigError, DataNotFoundEr
 from trip_duration.io import s3
 from trip_duration.periods import DateRange, Month
 from trip_duration.resources import INFERENCE_BYTES_PER_ROW, Memory, memory_available, size
-from trip_duration.schema import PICKUP, RawFile
+from trip_duration.schema import DEFAULT_TAXI, PICKUP, RawFile, parse_taxi
 
 logger = logging.getLogger(__name__)
 
@@ -59,84 +59,80 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 
 class _S3Dataset(AbstractDataset):
-    """Shared plumbing: the bucket comes from TRIP_DURATION_BUCKET at use, not at import."""
+    """Shared plumbing: the bucket comes from TRIP_DURATION_BUCKET at use, not at import; the taxi type
+    (``taxi``, default yellow) is checked at use too, so a bad ``--params taxi=`` names itself."""
+
+    taxi: str = DEFAULT_TAXI
 
     def _bucket(self) -> str:
         return get_settings().require_bucket()
+
+    def _taxi(self) -> str:
+        return parse_taxi(self.taxi)
 
     def _describe(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
 
 class RawMonthDataset(_S3Dataset):
-    """The TLC month under ``raw/``; fetched once from the TLC URL pattern if absent. Read-only."""
+    """The TLC month under ``raw/{taxi}_tripdata_YYYY-MM.parquet``; fetched once from the source URL
+    pattern when absent (trip_duration.io.tlc: streamed, size-checked, then one PutObject). Read-only."""
 
-    def __init__(self, month: str | None = None):
-        self.month = month
+    def __init__(self, month: str | None = None, taxi: str = DEFAULT_TAXI):
+        self.month, self.taxi = month, taxi
 
     def load(self) -> RawFile:
-        month = _month(self.month, "month")
-        bucket, key = self._bucket(), layout.raw_key(month)
+        from trip_duration.io import tlc
+
+        month, taxi = _month(self.month, "month"), self._taxi()
+        bucket, key = self._bucket(), layout.raw_key(taxi, month)
         try:
             body = s3.get_bytes(bucket, key)
         except DataNotFoundError:
-            body = self._fetch(month, bucket, key)
-        return RawFile(key=key, uri=layout.s3_uri(bucket, key), body=body)
-
-    @staticmethod
-    def _fetch(month: Month, bucket: str, key: str) -> bytes:
-        pattern = get_settings().source_url
-        if not pattern:
-            raise DataNotFoundError(
-                f"s3://{bucket}/{key} does not exist and TRIP_DURATION_SOURCE_URL is empty: upload the month, "
-                f"or generate one with `trip-duration generate --month {month}`"
-            )
-        url = pattern.format(month=month)
-        logger.info("%s is not in the bucket yet: fetching %s", key, url)
-        body = s3.download(url)
-        s3.put_bytes(bucket, key, body)
-        return body
+            body = tlc.fetch_month(taxi, month, bucket, key)
+        return RawFile(key=key, uri=layout.s3_uri(bucket, key), body=body, taxi=taxi)
 
     def save(self, data: Any) -> None:
         raise DatasetError("raw/ is read-only: the pipeline never modifies or replaces a raw object")
 
 
-def require_ingested(bucket: str, month: Month) -> dict:
+def require_ingested(bucket: str, month: Month, taxi: str = DEFAULT_TAXI) -> dict:
     """The month's committed ingest outcome, which every reader of validated/ requires.
 
     Raises DataNotFoundError (never ingested, or an ingest in progress or interrupted) or
     SchemaValidationError (the month was refused), each naming the fix.
     """
-    fix = f"kedro run --pipeline ingest --params month={month}"
+    fix = f"kedro run --pipeline ingest --params month={month},taxi={taxi}"
+    key = layout.ingest_outcome_key(taxi, month)
     try:
-        outcome = s3.get_json(bucket, layout.ingest_outcome_key(month))
+        outcome = s3.get_json(bucket, key)
     except DataNotFoundError as err:
         raise DataNotFoundError(
-            f"{month} has no committed ingest outcome (s3://{bucket}/{layout.ingest_outcome_key(month)}): it was never "
+            f"{taxi} {month} has no committed ingest outcome (s3://{bucket}/{key}): it was never "
             f"ingested, or its ingest was interrupted; ingest it ({fix})") from err
     if outcome.get("status") != "accepted":
-        raise SchemaValidationError(f"{month} was refused at ingest: {outcome.get('reason')}")
+        raise SchemaValidationError(f"{taxi} {month} was refused at ingest: {outcome.get('reason')}")
     return outcome
 
 
-def is_ingested(bucket: str, month: Month) -> bool:
+def is_ingested(bucket: str, month: Month, taxi: str = DEFAULT_TAXI) -> bool:
     """True when the month has a committed, accepted ingest outcome."""
     try:
-        require_ingested(bucket, month)
+        require_ingested(bucket, month, taxi)
     except (DataNotFoundError, SchemaValidationError):
         return False
     return True
 
 
-def read_validated(bucket: str, month: Month, outcome: dict | None = None) -> bytes:
+def read_validated(bucket: str, month: Month, outcome: dict | None = None, taxi: str = DEFAULT_TAXI) -> bytes:
     """The validated parquet of an accepted month, checked against its committed outcome (read here
     unless the caller has just read it with :func:`require_ingested`)."""
-    outcome = outcome or require_ingested(bucket, month)
-    key = layout.validated_key(month)
+    outcome = outcome or require_ingested(bucket, month, taxi)
+    key = layout.validated_key(taxi, month)
     body = s3.get_bytes(bucket, key)
     if hashlib.sha256(body).hexdigest() != outcome["validated_sha256"]:
         raise DataNotFoundError(
-            f"s3://{bucket}/{key} is not the one {layout.ingest_outcome_key(month)} committed (an ingest of {month} "
+            f"s3://{bucket}/{key} is not the one {layout.ingest_outcome_key(taxi, month)} committed (an ingest of {month} "
             "is running or was interrupted): rerun once it has finished, or ingest the month again")
     return body
 
@@ -152,13 +148,13 @@ class IngestOutcomeDataset(_S3Dataset):
     ``quarantine/`` with its reason; a refused month's rows are all kept in ``quarantine/rows/``.
     """
 
-    def __init__(self, month: str | None = None):
-        self.month = month
+    def __init__(self, month: str | None = None, taxi: str = DEFAULT_TAXI):
+        self.month, self.taxi = month, taxi
 
     def save(self, outcome: Any) -> None:
-        month = _month(self.month, "month")
+        month, taxi = _month(self.month, "month"), self._taxi()
         bucket = self._bucket()
-        outcome_key = layout.ingest_outcome_key(month)
+        outcome_key = layout.ingest_outcome_key(taxi, month)
         s3.delete(bucket, outcome_key)
         report = dict(outcome.schema_report)
         source = report["source_key"]
@@ -170,26 +166,28 @@ class IngestOutcomeDataset(_S3Dataset):
             s3.put_json(bucket, reason_key, report)
             logger.error("refused %s: copied to %s", source, report["quarantined_to"])
             report["ok"] = False  # the month's verdict, whichever check refused it
-            s3.delete(bucket, layout.validated_key(month))
+            s3.delete(bucket, layout.validated_key(taxi, month))
         else:
             body = to_parquet_bytes(outcome.validated)
-            written["validated"] = s3.put_bytes(bucket, layout.validated_key(month), body)
+            written["validated"] = s3.put_bytes(bucket, layout.validated_key(taxi, month), body)
             if s3.exists(bucket, reason_key):  # an earlier refusal of this raw key: superseded, kept
                 old = s3.get_json(bucket, reason_key)
                 old["superseded"] = f"{month} was ingested and accepted since; this copy is kept as evidence"
                 s3.put_json(bucket, reason_key, old)
         if outcome.rejected is not None and len(outcome.rejected):
-            written["rejected_rows"] = s3.put_bytes(bucket, layout.rejected_rows_key(month),
+            written["rejected_rows"] = s3.put_bytes(bucket, layout.rejected_rows_key(taxi, month),
                                                     to_parquet_bytes(outcome.rejected))
         else:
-            s3.delete(bucket, layout.rejected_rows_key(month))
+            s3.delete(bucket, layout.rejected_rows_key(taxi, month))
         if outcome.rows_report is not None:
-            written["rows_report"] = s3.put_json(bucket, layout.rows_report_key(month), outcome.rows_report)
+            written["rows_report"] = s3.put_json(bucket, layout.rows_report_key(taxi, month), outcome.rows_report)
         else:
-            s3.delete(bucket, layout.rows_report_key(month))
-        written["schema_report"] = s3.put_json(bucket, layout.schema_report_key(month), report)
+            s3.delete(bucket, layout.rows_report_key(taxi, month))
+        written["schema_report"] = s3.put_json(bucket, layout.schema_report_key(taxi, month), report)
         committed = {
             "month": str(month),
+            "taxi": taxi,
+            "layout": report.get("layout"),
             "status": "refused" if outcome.refused else "accepted",
             "reason": outcome.refused,
             "source_uri": report["source_uri"],
@@ -200,19 +198,21 @@ class IngestOutcomeDataset(_S3Dataset):
         s3.put_json(bucket, outcome_key, committed)  # last: the commit
 
     def load(self) -> dict:
-        return s3.get_json(self._bucket(), layout.ingest_outcome_key(_month(self.month, "month")))
+        return s3.get_json(self._bucket(), layout.ingest_outcome_key(self._taxi(), _month(self.month, "month")))
 
 
 class MonthParquetDataset(_S3Dataset):
     """The validated parquet of a month, read only once its ingest outcome is committed and accepted."""
 
-    def __init__(self, kind: str = "validated", month: str | None = None, month_param: str = "month"):
+    def __init__(self, kind: str = "validated", month: str | None = None, month_param: str = "month",
+                 taxi: str = DEFAULT_TAXI):
         if kind != "validated":
             raise ConfigError(f"MonthParquetDataset kind={kind!r}: only 'validated' is readable")
-        self.kind, self.month, self.month_param = kind, month, month_param
+        self.kind, self.month, self.month_param, self.taxi = kind, month, month_param, taxi
 
     def load(self) -> pd.DataFrame:
-        return pd.read_parquet(_io.BytesIO(read_validated(self._bucket(), _month(self.month, self.month_param))))
+        month = _month(self.month, self.month_param)
+        return pd.read_parquet(_io.BytesIO(read_validated(self._bucket(), month, taxi=self._taxi())))
 
     def save(self, frame: pd.DataFrame) -> None:
         raise DatasetError("validated/ is written by the ingest outcome only (IngestOutcomeDataset)")
@@ -245,16 +245,17 @@ def check_batch_fits(batch: DateRange, outcomes: dict[Month, dict], memory: Memo
 class BatchTripsDataset(_S3Dataset):
     """Validated trips of an inference batch: every month it overlaps, cut to ``[start, end)``."""
 
-    def __init__(self, month: str | None = None, start: str | None = None, end: str | None = None):
-        self.month, self.start, self.end = month, start, end
+    def __init__(self, month: str | None = None, start: str | None = None, end: str | None = None,
+                 taxi: str = DEFAULT_TAXI):
+        self.month, self.start, self.end, self.taxi = month, start, end, taxi
 
     def load(self) -> pd.DataFrame:
-        batch = resolve_batch(self.month, self.start, self.end)
+        batch, taxi = resolve_batch(self.month, self.start, self.end), self._taxi()
         bucket, frames = self._bucket(), []
-        outcomes = {month: require_ingested(bucket, month) for month in batch.months()}
+        outcomes = {month: require_ingested(bucket, month, taxi) for month in batch.months()}
         check_batch_fits(batch, outcomes)
         for month, outcome in outcomes.items():
-            body = read_validated(bucket, month, outcome)
+            body = read_validated(bucket, month, outcome, taxi)
             filters = [
                 (PICKUP, ">=", pd.Timestamp(batch.start)),
                 (PICKUP, "<", pd.Timestamp(batch.end)),
@@ -269,8 +270,9 @@ class BatchTripsDataset(_S3Dataset):
 class PredictionsDataset(_S3Dataset):
     """Predictions parquet at a key set by the batch and the ``model_version`` column."""
 
-    def __init__(self, month: str | None = None, start: str | None = None, end: str | None = None):
-        self.month, self.start, self.end = month, start, end
+    def __init__(self, month: str | None = None, start: str | None = None, end: str | None = None,
+                 taxi: str = DEFAULT_TAXI):
+        self.month, self.start, self.end, self.taxi = month, start, end, taxi
         self._last_uri: str | None = None
         self._last_version: int | None = None
 
@@ -279,7 +281,7 @@ class PredictionsDataset(_S3Dataset):
 
         version = model_version_of(predictions)
         batch = resolve_batch(self.month, self.start, self.end)
-        key = layout.predictions_key(batch, version)
+        key = layout.predictions_key(self._taxi(), batch, version)
         self._last_uri = s3.put_bytes(self._bucket(), key, to_parquet_bytes(predictions))
         self._last_version = version
 
@@ -295,19 +297,21 @@ class PredictionsDataset(_S3Dataset):
 class InferenceSummaryDataset(_S3Dataset):
     """The batch summary JSON, next to the predictions it describes."""
 
-    def __init__(self, month: str | None = None, start: str | None = None, end: str | None = None):
-        self.month, self.start, self.end = month, start, end
+    def __init__(self, month: str | None = None, start: str | None = None, end: str | None = None,
+                 taxi: str = DEFAULT_TAXI):
+        self.month, self.start, self.end, self.taxi = month, start, end, taxi
         self._last: dict | None = None
 
     def save(self, summary: dict) -> None:
-        batch = resolve_batch(self.month, self.start, self.end)
-        bucket = self._bucket()
+        batch, taxi = resolve_batch(self.month, self.start, self.end), self._taxi()
+        bucket, version = self._bucket(), summary["model_version"]
         summary = {
             **summary,
+            "taxi": taxi,
             "batch": batch.label,
-            "predictions_uri": layout.s3_uri(bucket, layout.predictions_key(batch, summary["model_version"])),
+            "predictions_uri": layout.s3_uri(bucket, layout.predictions_key(taxi, batch, version)),
         }
-        s3.put_json(bucket, layout.inference_summary_key(batch, summary["model_version"]), summary)
+        s3.put_json(bucket, layout.inference_summary_key(taxi, batch, version), summary)
         self._last = summary
 
     def load(self) -> dict:
@@ -319,12 +323,12 @@ class InferenceSummaryDataset(_S3Dataset):
 class PromotionReportDataset(_S3Dataset):
     """The promotion decision as JSON, keyed by training month and registry version."""
 
-    def __init__(self, train_month: str | None = None):
-        self.train_month = train_month
+    def __init__(self, train_month: str | None = None, taxi: str = DEFAULT_TAXI):
+        self.train_month, self.taxi = train_month, taxi
         self._last: dict | None = None
 
     def save(self, report: dict) -> None:
-        key = layout.promotion_report_key(_month(self.train_month, "train_month"), report["version"])
+        key = layout.promotion_report_key(self._taxi(), _month(self.train_month, "train_month"), report["version"])
         uri = s3.put_json(self._bucket(), key, report)
         self._last = {**report, "report_uri": uri}
 

@@ -1,4 +1,5 @@
-"""MLflow: training runs, the ``trip-duration`` registered model and its ``champion`` alias.
+"""MLflow: training runs, one registered model per taxi type (``trip-duration-yellow``, ``trip-duration-green``)
+and its ``champion`` alias, so one type never gates the other.
 
 The tracking server proxies artifacts to S3 (``--artifacts-destination s3://.../mlflow``),
 so clients need only ``MLFLOW_TRACKING_URI``.
@@ -30,6 +31,7 @@ from trip_duration.config import Settings, get_settings
 from trip_duration.errors import NoChampionError, UntrustedModelError
 from trip_duration.models import Champion, TripDurationModel
 from trip_duration.resources import disk_full_is_said, require_room
+from trip_duration.schema import DEFAULT_TAXI, parse_taxi
 
 logger = logging.getLogger(__name__)
 
@@ -262,11 +264,11 @@ class ChampionModelDataset(AbstractDataset):
     ``required=True`` (inference) raises a clear error instead.
     """
 
-    def __init__(self, required: bool = True):
-        self.required = required
+    def __init__(self, required: bool = True, taxi: str = DEFAULT_TAXI):
+        self.required, self.taxi = required, taxi
 
     def load(self) -> Champion:
-        settings = get_settings()
+        settings = get_settings().for_taxi(parse_taxi(self.taxi))
         if not self.required:  # training: the model it will register under
             ensure_registered_model(settings)
         version = champion_version(settings)
@@ -283,7 +285,7 @@ class ChampionModelDataset(AbstractDataset):
         raise DatasetError("the champion alias is moved by the promotion gate only")
 
     def _describe(self) -> dict[str, Any]:
-        return {"required": self.required}
+        return {"required": self.required, "taxi": self.taxi}
 
 
 #: One training run (the Prefect flow run, or one pipeline run outside Prefect) registers one version,
@@ -304,6 +306,7 @@ class Registration:
     version: int
     training_run: str
     reused: bool  # True: an earlier attempt of this training run had registered it
+    taxi: str = DEFAULT_TAXI  # whose registered model (<prefix>-<taxi>) the version belongs to
 
 
 @dataclass(frozen=True)
@@ -342,12 +345,14 @@ class ModelRegistryDataset(AbstractDataset):
     (:func:`apply_promotion`). Loading returns the :class:`Registration` of the last save in this process.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, taxi: str = DEFAULT_TAXI) -> None:
+        self.taxi = taxi
         self._last: Registration | None = None
         self._fallback_key = f"pipeline-run:{uuid.uuid4()}"
 
     def save(self, candidate: dict) -> None:
-        settings = get_settings()
+        taxi = parse_taxi(self.taxi)
+        settings = get_settings().for_taxi(taxi)
         key = training_run_key(self._fallback_key)
         existing = _version_of_training_run(settings, key, candidate["metrics"]["model_rmse"])
         if existing is not None:
@@ -371,7 +376,7 @@ class ModelRegistryDataset(AbstractDataset):
         if tags.get(REGISTERED_BY_TAG) != REGISTERED_BY:
             client.set_model_version_tag(settings.model_name, str(version), REGISTERED_BY_TAG, REGISTERED_BY)
         logger.info("registered %s v%d (MLflow run %s, training run %s)", settings.model_name, version, run_id, key)
-        self._last = Registration(run_id, experiment_id, version, key, reused=existing is not None)
+        self._last = Registration(run_id, experiment_id, version, key, reused=existing is not None, taxi=taxi)
 
     @staticmethod
     def _register(settings: Settings, candidate: dict, key: str) -> tuple[int, str, str]:
@@ -385,6 +390,7 @@ class ModelRegistryDataset(AbstractDataset):
             mlflow.log_metrics(candidate["metrics"])
             mlflow.set_tags({f"data.{k}": v for k, v in candidate["facts"].items()})
             mlflow.set_tags({"device": candidate["device"], "decision": candidate["decision"]["action"],
+                             "taxi": candidate["facts"]["taxi"], "registered_model": settings.model_name,
                              TRAINING_RUN_TAG: key})
             if os.environ.get("PREFECT__FLOW_RUN_ID"):  # links the MLflow run to the Prefect run
                 mlflow.set_tag("prefect_flow_run_id", os.environ["PREFECT__FLOW_RUN_ID"])
@@ -410,7 +416,7 @@ class ModelRegistryDataset(AbstractDataset):
         return self._last
 
     def _describe(self) -> dict[str, Any]:
-        return {}
+        return {"taxi": self.taxi}
 
 
 def _end_orphan_runs(experiment_id: str) -> None:
@@ -455,7 +461,7 @@ def apply_promotion(registration: Registration, decision: dict) -> Promotion:
     just before the move and just after it, so a move by someone else in between is reported, not
     hidden (training runs one at a time on the ``gpu`` queue, so only a manual move can race).
     """
-    settings = get_settings()
+    settings = get_settings().for_taxi(registration.taxi)
     name, version, alias = settings.model_name, registration.version, settings.champion_alias
     compared = decision["champion_version"]
     current = champion_version(settings)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from functools import lru_cache
 from typing import Any
 
@@ -96,14 +94,3 @@ def ensure_bucket(bucket: str) -> None:
             raise
         client().create_bucket(Bucket=bucket)
         logger.info("created bucket %s", bucket)
-
-
-def download(url: str, timeout: float = 300.0) -> bytes:
-    """Fetch a public object (the TLC month) over HTTPS."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - configured https URL
-            return response.read()
-    except urllib.error.HTTPError as err:
-        if err.code in (403, 404):
-            raise DataNotFoundError(f"{url} answered {err.code}: that month is not published") from err
-        raise

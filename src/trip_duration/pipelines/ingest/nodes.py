@@ -17,7 +17,8 @@ from trip_duration.errors import SchemaValidationError
 from trip_duration.features import duration_minutes
 from trip_duration.params import IngestParams, parse
 from trip_duration.periods import Month
-from trip_duration.schema import COLUMN_KINDS, DROPOFF, PICKUP, TLC_YELLOW_SCHEMA, RawFile
+from trip_duration.schema import (COLUMN_KINDS, COLUMN_TYPES, DROPOFF, PICKUP, RENAMES, RawFile, match_layout,
+                                  taxi_of_columns)
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,8 @@ def _fill_all_null_columns(table: pa_arrow.Table, required: tuple[str, ...]) -> 
             continue
         if field.name in required:
             null_required.append(field.name)
-        elif field.name in TLC_YELLOW_SCHEMA.names:
-            typed = TLC_YELLOW_SCHEMA.field(field.name).type
-            table = table.set_column(index, field.name, pa_arrow.nulls(table.num_rows, typed))
+        elif field.name in COLUMN_TYPES:
+            table = table.set_column(index, field.name, pa_arrow.nulls(table.num_rows, COLUMN_TYPES[field.name]))
     return table, null_required
 
 
@@ -88,11 +88,14 @@ def _new_york_local(trips: pd.DataFrame) -> pd.DataFrame:
 def check_schema(raw: RawFile, params: dict) -> tuple[pd.DataFrame, dict]:
     """Parse the raw parquet and judge it whole. Returns (trips, schema report).
 
-    A broken file (unreadable, empty, missing or mistyped column) gets ``ok: false`` and
-    an empty frame; the report dataset then quarantines it and ``filter_rows`` refuses it.
+    A broken file (unreadable, empty, a layout TLC never published, the other taxi type's file, a
+    mistyped column) gets ``ok: false`` and an empty frame; the outcome dataset then quarantines it and
+    the run fails with the reason. An accepted file's columns are renamed to one vocabulary
+    (trip_duration.schema.RENAMES): ``validated/`` has one schema whatever the type and the year.
     """
     settings = parse(IngestParams, params, "ingest")
-    report = {"source_key": raw.key, "source_uri": raw.uri, "bytes": len(raw.body), "ok": False, "problems": []}
+    report = {"source_key": raw.key, "source_uri": raw.uri, "taxi": raw.taxi, "bytes": len(raw.body), "ok": False,
+              "problems": []}
     empty = pd.DataFrame()
     try:
         table = pq.read_table(io.BytesIO(raw.body))
@@ -104,6 +107,20 @@ def check_schema(raw: RawFile, params: dict) -> tuple[pd.DataFrame, dict]:
     if table.num_rows == 0:
         report["problems"].append({"column": None, "problem": "empty file: 0 rows"})
         return empty, report
+    found = taxi_of_columns(table.column_names)
+    if found not in (None, raw.taxi):
+        times = ", ".join(n for n in table.column_names if n.startswith(("tpep_", "lpep_")))
+        right_key = raw.key.replace(f"{raw.taxi}_tripdata_", f"{found}_tripdata_")
+        report["problems"].append({"column": None, "problem": (
+            f"a {found} taxi file ({times}) under the {raw.taxi} key {raw.key}: move it to {right_key}, "
+            f"or ingest it with taxi={found}")})
+        return empty, report
+    layout, why = match_layout(raw.taxi, table.schema)
+    if layout is None:
+        report["problems"].append({"column": None, "problem": why})
+        return empty, report
+    report["layout"] = f"{raw.taxi} {layout}"
+    table = table.rename_columns([RENAMES.get(name, name) for name in table.column_names])
     table, null_required = _fill_all_null_columns(table, settings.required_columns)
     if null_required:
         report["problems"] = [{"column": c, "problem": "every value is null"} for c in null_required]
@@ -207,11 +224,11 @@ def _split_rows(trips: pd.DataFrame, schema_report: dict, settings: IngestParams
     refused = None
     if report["rows_out"] == 0:
         refused = (f"{schema_report['source_uri']}: no row passed the row rules ({counts}): every row is in "
-                   f"quarantine/rows/ with its reason. Fix the file (is it a yellow-taxi month of {month}?) and rerun.")
+                   f"quarantine/rows/ with its reason. Fix the file (is it a {settings.taxi} taxi month of {month}?) and rerun.")
     elif report["rejected_fraction"] > settings.max_rejected_fraction:
         refused = (f"{schema_report['source_uri']}: {report['rejected_fraction']:.1%} of rows broke row rules "
                    f"({counts}), above ingest.max_rejected_fraction={settings.max_rejected_fraction}: "
-                   "the file is probably not a yellow-taxi month. Fix the file or raise the limit.")
+                   f"the file is probably not a {settings.taxi} taxi month. Fix the file or raise the limit.")
     if refused is None:
         VALIDATED_SCHEMA.validate(validated)
     return validated, rejected, report, refused

@@ -11,6 +11,7 @@ import pandas as pd
 from trip_duration.features import INPUT_COLUMNS, duration_minutes
 from trip_duration.models import BaselineModel, Champion, TripDurationModel, mae, resolve_device, rmse
 from trip_duration.params import TrainingParams, parse
+from trip_duration.schema import PICKUP
 
 logger = logging.getLogger(__name__)
 
@@ -99,17 +100,19 @@ def build_candidate(
     """Everything the registry records for this candidate: run params, metrics, data facts."""
     settings = parse(TrainingParams, params, "training")
     facts = {
+        "taxi": settings.taxi,
         "train_month": str(settings.train_month),
         "valid_month": str(settings.valid_month),
         "train_rows": len(train_trips),
         "valid_rows": len(valid_trips),
-        "train_pickup_min": str(train_trips["tpep_pickup_datetime"].min()),
-        "train_pickup_max": str(train_trips["tpep_pickup_datetime"].max()),
+        "train_pickup_min": str(train_trips[PICKUP].min()),
+        "train_pickup_max": str(train_trips[PICKUP].max()),
         "valid_duration_mean": round(float(duration_minutes(valid_trips).mean()), 4),
     }
     run_params = {f"xgb_{k}": v for k, v in settings.model.model_dump().items()}
     run_params.update(
         {
+            "taxi": settings.taxi,
             "features": ",".join(model.features),
             "train_month": facts["train_month"],
             "valid_month": facts["valid_month"],
