@@ -2,6 +2,9 @@
 
     python -m bench.ml_bench [--rows 1000000] [--big-rows 3000000]
 
+RMSE and speed on yellow and on green synthetic months (each type: train on 2023-01, validate on
+2023-02); peak memory on a big yellow month. Every figure is on synthetic data (trip_duration.synth).
+
 Each measurement runs in its own process so peak memory (ru_maxrss) is clean. Results go
 to build/bench/ml.json, as ratios against the course baseline measured in the same run.
 """
@@ -26,14 +29,14 @@ DATA = OUT / "data"
 CATEGORICAL = ["PULocationID", "DOLocationID", "PU_DO"]
 
 
-def _month_file(month: str, rows: int) -> Path:
+def _month_file(month: str, rows: int, taxi: str = "yellow") -> Path:
     from trip_duration.synth import generate_month
 
-    path = DATA / f"yellow_tripdata_{month}_{rows}.parquet"
+    path = DATA / f"{taxi}_tripdata_{month}_{rows}.parquet"
     if not path.exists():
         DATA.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        pq.write_table(generate_month(month, rows=rows, seed=42), partial)
+        pq.write_table(generate_month(month, rows=rows, seed=42, taxi=taxi), partial)
         partial.rename(path)  # an interrupted run never leaves a truncated month behind
     return path
 
@@ -41,7 +44,8 @@ def _month_file(month: str, rows: int) -> Path:
 # --- the course's way (seed notes: prepare_features -> to_dict -> DictVectorizer -> LinearRegression)
 def course_prepare(df):
     df = df.copy()
-    df["duration"] = (df.tpep_dropoff_datetime - df.tpep_pickup_datetime).dt.total_seconds() / 60
+    kind = "lpep" if "lpep_pickup_datetime" in df else "tpep"  # the course on green files used lpep_*
+    df["duration"] = (df[f"{kind}_dropoff_datetime"] - df[f"{kind}_pickup_datetime"]).dt.total_seconds() / 60
     df = df[(df.duration >= 1) & (df.duration <= 60)].copy()
     df["PU_DO"] = df["PULocationID"].astype(str) + "_" + df["DOLocationID"].astype(str)
     df[CATEGORICAL] = df[CATEGORICAL].fillna(-1).astype("str")
@@ -77,9 +81,10 @@ def run_ours(train_path: Path, valid_path: Path) -> dict:
     from trip_duration.schema import RawFile
 
     def ingest(path: Path, month: str):
-        raw = RawFile(path.name, str(path), path.read_bytes())
-        trips, report = check_schema(raw, {"month": month})
-        return filter_rows(trips, report, {"month": month})[0]
+        taxi = path.name.split("_")[0]
+        raw = RawFile(path.name, str(path), path.read_bytes(), taxi=taxi)
+        trips, report = check_schema(raw, {"month": month, "taxi": taxi})
+        return filter_rows(trips, report, {"month": month, "taxi": taxi})[0]
 
     t0 = time.perf_counter()
     train = ingest(train_path, train_path.stem.split("_")[2])
@@ -94,18 +99,18 @@ def run_ours(train_path: Path, valid_path: Path) -> dict:
             "valid_rmse": rmse(duration_minutes(valid).to_numpy(), pred), "device": model.trained_on}
 
 
-def _worker(which: str, rows: int) -> None:
-    train, valid = _month_file("2023-01", rows), _month_file("2023-02", rows)
+def _worker(which: str, rows: int, taxi: str) -> None:
+    train, valid = _month_file("2023-01", rows, taxi), _month_file("2023-02", rows, taxi)
     result = (run_course if which == "course" else run_ours)(train, valid)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
-def _measure(which: str, rows: int) -> dict:
-    done = subprocess.run([sys.executable, "-m", "bench.ml_bench", "--worker", which, "--rows", str(rows)],
-                          cwd=ROOT, capture_output=True, text=True)
+def _measure(which: str, rows: int, taxi: str = "yellow") -> dict:
+    done = subprocess.run([sys.executable, "-m", "bench.ml_bench", "--worker", which, "--rows", str(rows),
+                           "--taxi", taxi], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{which} on {rows} rows failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{which} on {rows} {taxi} rows failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -114,22 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows per month for RMSE, speed")
     parser.add_argument("--big-rows", type=int, default=3_000_000, help="rows of the memory run (a real month)")
     parser.add_argument("--worker", choices=["course", "ours"])
+    parser.add_argument("--taxi", choices=["yellow", "green"], default="yellow", help="(worker) taxi type")
     args = parser.parse_args(argv)
     if args.worker:
-        _worker(args.worker, args.rows)
+        _worker(args.worker, args.rows, args.taxi)
         return 0
     for rows in {args.rows, args.big_rows}:
         _month_file("2023-01", rows), _month_file("2023-02", rows)
     course, ours = _measure("course", args.rows), _measure("ours", args.rows)
+    green = {which: _measure(which, args.rows, "green") for which in ("course", "ours")}
     course_big, ours_big = _measure("course", args.big_rows), _measure("ours", args.big_rows)
     course_tput = course["scored_rows"] / course["score_seconds"]
     ours_tput = ours["scored_rows"] / ours["score_seconds"]
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "data": "synthetic TLC months (trip_duration.synth), not TLC's files",
         "rows_per_month": args.rows,
         "course": course,
         "ours": ours,
         "rmse_ratio_ours_over_course": ours["valid_rmse"] / course["valid_rmse"],
+        "by_taxi": {
+            taxi: {"course_rmse": both["course"]["valid_rmse"], "ours_rmse": both["ours"]["valid_rmse"],
+                   "rmse_ratio_ours_over_course": both["ours"]["valid_rmse"] / both["course"]["valid_rmse"],
+                   "valid_rows": {"course": both["course"]["scored_rows"], "ours": both["ours"]["scored_rows"]}}
+            for taxi, both in {"yellow": {"course": course, "ours": ours}, "green": green}.items()},
         "rmse_reduction": 1 - ours["valid_rmse"] / course["valid_rmse"],
         "scoring_rows_per_s": {"course": course_tput, "ours": ours_tput},
         "scoring_speedup": ours_tput / course_tput,
@@ -143,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ml.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("rmse_reduction", "scoring_speedup", "train_seconds", "targets")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("rmse_reduction", "by_taxi", "scoring_speedup", "train_seconds", "targets")},
+                     indent=2))
     print(f"peak RSS on {args.big_rows} rows (MiB): {report['big_month']['peak_rss_mib']}")
     return 0
 

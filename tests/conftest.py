@@ -68,16 +68,18 @@ def ml_stack(_ml_servers) -> Iterator[Stack]:
         yield stack
 
 
-def put_month(stack: Stack, month: str, rows: int = 20_000, seed: int = 7) -> str:
-    """Write a synthetic TLC month to raw/ through the S3 server; returns its key."""
+def put_month(stack: Stack, month: str, rows: int = 20_000, seed: int = 7, taxi: str = "yellow",
+              layout_year: str = "2023") -> str:
+    """Write a synthetic TLC month (``taxi``, in TLC's ``layout_year`` layout) to raw/ through the S3 server;
+    returns its key."""
     from trip_duration import layout
     from trip_duration.io import s3
     from trip_duration.periods import Month
     from trip_duration.synth import generate_month
 
     buffer = io.BytesIO()
-    pq.write_table(generate_month(month, rows=rows, seed=seed), buffer)
-    key = layout.raw_key("yellow", Month.parse(month))
+    pq.write_table(generate_month(month, rows=rows, seed=seed, taxi=taxi, layout=layout_year), buffer)
+    key = layout.raw_key(taxi, Month.parse(month))
     s3.put_bytes(stack.bucket, key, buffer.getvalue())
     return key
 

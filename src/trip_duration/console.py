@@ -5,7 +5,8 @@
 
 DEST is a folder or ``s3://bucket[/prefix]``; by default ``s3://$TRIP_DURATION_BUCKET/raw``.
 Files are named like TLC's: ``<taxi>_tripdata_YYYY-MM.parquet``; ``--layout`` is the year whose
-columns and types the file has (trip_duration.schema.LAYOUTS: 2019, 2022, 2023, 2024, 2025).
+columns and types the file has, 2019-2025 (trip_duration.schema.LAYOUTS: they change in 2019, 2022, 2023,
+2024 and 2025).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _generate(args: argparse.Namespace) -> int:
             Path(dest).mkdir(parents=True, exist_ok=True)
             where = str(Path(dest) / name)
             pq.write_table(table, where)
-        print(f"{taxi} {month} (layout {args.layout}, synthetic): {table.num_rows} trips -> {where}")
+        print(f"{taxi} {month} (synthetic, layout of {args.layout}): {table.num_rows} trips -> {where}")
         month = month.next()
     return 0
 
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--months", type=int, default=1, help="how many consecutive months (default 1)")
     gen.add_argument("--taxi", default=DEFAULT_TAXI, help=f"{' or '.join(TAXI_TYPES)} (default {DEFAULT_TAXI})")
     gen.add_argument("--layout", default=DEFAULT_LAYOUT,
-                     help=f"TLC layout, by the year it started (default {DEFAULT_LAYOUT}): {', '.join(LAYOUTS['yellow'])}")
+                     help=f"the layout TLC shipped in this year, 2019-2025 (default {DEFAULT_LAYOUT}; layouts change "
+                          f"in {', '.join(LAYOUTS['yellow'])})")
     gen.add_argument("--rows", type=int, default=100_000, help="trips per month (default 100000)")
     gen.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     gen.add_argument("--out", help="folder or s3://bucket/prefix (default s3://$TRIP_DURATION_BUCKET/raw)")

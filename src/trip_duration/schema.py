@@ -131,6 +131,19 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
 FEATURE_COLUMNS = (PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance")
 
 
+def resolve_layout(taxi: str, year: str | int) -> str:
+    """The layout TLC shipped in ``year`` (2019-2025): the newest one that started by then (2021 -> "2019")."""
+    known = sorted(LAYOUTS[taxi])
+    try:
+        wanted = int(str(year))
+    except ValueError:
+        wanted = 0
+    if not int(known[0]) <= wanted <= 2025:
+        raise ConfigError(f"layout={year!r} is not a year TLC published {taxi} parquet files in: use one of "
+                          f"{known[0]}..2025 (layouts change in {', '.join(known)})")
+    return max(layout for layout in known if int(layout) <= wanted)
+
+
 def column_names(taxi: str, layout: str) -> set[str]:
     return set(LAYOUTS[taxi][layout].names)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from trip_duration.errors import ConfigError
 from trip_duration.periods import Month
-from trip_duration.schema import DEFAULT_LAYOUT, DEFAULT_TAXI, DROPOFF, LAYOUTS, PICKUP, RENAMES, parse_taxi
+from trip_duration.schema import (DEFAULT_LAYOUT, DEFAULT_TAXI, DROPOFF, LAYOUTS, PICKUP, RENAMES, parse_taxi,
+                                  resolve_layout)
 
 N_ZONES = 263
 _KM_PER_MILE = 1.609344
@@ -71,11 +71,10 @@ def _base_speed_mph(hour: np.ndarray, weekend: np.ndarray) -> np.ndarray:
 
 def generate_month(month: str | Month, rows: int = 100_000, seed: int = 42, taxi: str = DEFAULT_TAXI,
                    layout: str = DEFAULT_LAYOUT) -> pa.Table:
-    """One month of ``taxi`` trips in TLC's ``layout`` (the year it started, e.g. "2023"), deterministic
+    """One month of ``taxi`` trips in the layout TLC shipped in ``layout`` (a year, 2019-2025), deterministic
     for (month, rows, seed, taxi); the layout changes only the columns' names and types."""
     month, taxi = Month.parse(month), parse_taxi(taxi)
-    if layout not in LAYOUTS[taxi]:
-        raise ConfigError(f"layout={layout!r} is not a {taxi} layout: use one of {', '.join(LAYOUTS[taxi])}")
+    layout = resolve_layout(taxi, layout)
     if rows < 1:
         raise ValueError(f"rows={rows} must be at least 1")
     city = city_map(seed)

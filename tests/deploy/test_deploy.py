@@ -29,6 +29,7 @@ def deployed(flow_stack):
         return {
             "train": client.read_deployment_by_name("training/train"),
             "infer": client.read_deployment_by_name("inference/infer"),
+            "infer-green": client.read_deployment_by_name("inference/infer-green"),
             "pool": client.read_work_pool(POOL),
         }
 
@@ -46,10 +47,14 @@ def test_train_goes_to_the_gpu_queue_with_a_gpu(deployed):
     assert train.job_variables["node_selector"] == {"nvidia.com/gpu.present": "true"}
     assert train.job_variables["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert train.job_variables["image"] == "registry.example/trip-duration:test"
-    assert train.schedules[0].schedule.cron == "0 3 5 * *"
+    # one monthly schedule per taxi type, each with its parameters; one deployment and one GPU slot for both
+    assert {(s.schedule.cron, s.parameters["taxi"]) for s in train.schedules} == {
+        ("0 3 5 * *", "yellow"), ("0 3 6 * *", "green")}
     assert train.global_concurrency_limit.limit == 1
+    assert train.concurrency_options.collision_strategy == "ENQUEUE"
     assert train.enforce_parameter_schema and train.parameters == {"device": "auto"}
-    assert set(train.parameter_openapi_schema["properties"]) == {"train_month", "valid_month", "device"}
+    assert set(train.parameter_openapi_schema["properties"]) == {"train_month", "valid_month", "device", "taxi"}
+    assert train.parameter_openapi_schema["properties"]["taxi"]["enum"] == ["yellow", "green"]
 
 
 def test_infer_goes_to_the_cpu_queue_without_a_gpu(deployed):
@@ -60,6 +65,16 @@ def test_infer_goes_to_the_cpu_queue_without_a_gpu(deployed):
     assert infer.schedules[0].schedule.interval.total_seconds() == 86400
     assert infer.global_concurrency_limit.limit == 1
     assert infer.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert infer.parameters["taxi"] == "yellow"
+
+
+def test_green_inference_has_its_own_deployment_and_concurrency_slot(deployed):
+    green, yellow = deployed["infer-green"], deployed["infer"]
+    assert green.parameters == {"reingest": False, "taxi": "green"} and green.work_queue_name == "cpu"
+    assert green.job_variables == yellow.job_variables and green.pull_steps == yellow.pull_steps
+    assert green.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert green.global_concurrency_limit.id != yellow.global_concurrency_limit.id  # never cancels yellow's run
+    assert green.schedules[0].schedule.interval.total_seconds() == 86400
 
 
 def _pull_script(deployment) -> str:
@@ -205,6 +220,8 @@ def test_missing_deploy_variable_names_its_default(monkeypatch):
         ("training/train", {"device": "tpu"}, "device"),
         ("inference/infer", {"batch_start": "2023-02-30x", "batch_end": "2023-03-01"}, "batch_start"),
         ("inference/infer", {"batch_month": "2023-3"}, "batch_month"),
+        ("training/train", {"taxi": "purple"}, "taxi"),
+        ("inference/infer", {"taxi": "Yellow"}, "taxi"),
     ],
 )
 def test_bad_parameters_are_refused_when_the_run_is_created(deployed, deployment, parameters, named):

@@ -94,7 +94,7 @@ def test_local_deploys_leave_schedules_paused_and_nothing_scheduled(deployed):
     from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
 
     with get_client(sync_client=True) as client:
-        for name in ("training/train", "inference/infer"):
+        for name in ("training/train", "inference/infer", "inference/infer-green"):
             schedules = client.read_deployment_by_name(name).schedules
             assert schedules and not [s for s in schedules if s.active], name
         scheduled = client.read_flow_runs(

@@ -475,3 +475,63 @@ def test_inference_refuses_a_version_the_training_flow_did_not_register(trained,
         client.set_registered_model_alias("trip-duration-yellow", "champion", champion)
         registry._memo.clear()
     assert not [k for k in _keys(trained, "predictions/") if f"model_version={by_hand}" in k]  # nothing scored
+
+
+def test_green_taxis_have_their_own_keys_model_and_champion_and_never_gate_yellow(trained):
+    """A green month (2019 layout: ehail_fee all-null, float payment_type) and the next (2025 layout:
+    int32 ids, cbd_congestion_fee) through ingest, training and inference, beside yellow's."""
+    client = MlflowClient()
+    yellow_champion = client.get_model_version_by_alias("trip-duration-yellow", "champion").version
+    put_month(trained, "2023-01", taxi="green", layout_year="2019", rows=8_000)
+    put_month(trained, "2023-02", taxi="green", layout_year="2025", rows=8_000)
+    for month in ("2023-01", "2023-02"):
+        kedro_run("ingest", month=month, taxi="green")
+    assert _json(trained, "reports/ingest/taxi=green/year=2023/month=01/schema.json")["layout"] == "green 2019"
+    assert _json(trained, "reports/ingest/taxi=green/year=2023/month=02/outcome.json")["layout"] == "green 2025"
+    kedro_run("training", train_month="2023-01", taxi="green")
+    green = client.get_model_version_by_alias("trip-duration-green", "champion")
+    assert green.version == "1" and green.tags["promotion.decision"] == "promoted"  # its first: no yellow gate
+    run = client.get_run(green.run_id)
+    assert run.data.tags["taxi"] == "green" and run.data.params["taxi"] == "green"
+    assert run.data.metrics["model_rmse"] < run.data.metrics["baseline_rmse"]  # synthetic green months
+    assert client.get_model_version_by_alias("trip-duration-yellow", "champion").version == yellow_champion
+    assert "reports/promotion/taxi=green/train=2023-01/version=1.json" in _keys(trained, "reports/promotion/taxi=green/")
+    kedro_run("inference", batch_month="2023-02", taxi="green")
+    summary = _json(trained, "reports/inference/taxi=green/year=2023/month=02/model_version=1/summary.json")
+    assert summary["taxi"] == "green" and summary["rows"] == _json(
+        trained, "reports/ingest/taxi=green/year=2023/month=02/rows.json")["rows_out"]
+    assert "predictions/taxi=green/year=2023/month=02/model_version=1/predictions.parquet" in _keys(trained, "predictions/")
+
+
+def _kedro_cli(*args: str):
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "kedro"), "run", *args], cwd=ROOT, env=os.environ,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ("month=2023-01,taxi=purple", "taxi='purple' is not a taxi type: use one of yellow, green (e.g. taxi=yellow)"),
+    ("month=2023-3,taxi=green", "month='2023-3' is not a month: use the form YYYY-MM, e.g. month=2023-01"),
+])
+def test_a_bad_taxi_or_month_fails_at_once_in_one_line_naming_the_value_and_the_fix(trained, params, message):
+    done = _kedro_cli("--pipelines", "ingest", "--params", params)
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
+    assert message in line and "Traceback" not in done.stderr, line
+
+
+def test_green_columns_under_a_yellow_key_are_refused_naming_the_right_key_and_parameter(trained):
+    put_month(trained, "2023-09", taxi="green", rows=2_000)
+    s3 = _s3(trained)
+    s3.copy_object(Bucket=trained.bucket, Key="raw/yellow_tripdata_2023-09.parquet",
+                   CopySource={"Bucket": trained.bucket, "Key": "raw/green_tripdata_2023-09.parquet"})
+    with pytest.raises(SchemaValidationError, match=r"a green taxi file \(lpep_pickup_datetime, lpep_dropoff_datetime\) "
+                       r"under the yellow key raw/yellow_tripdata_2023-09.parquet: move it to "
+                       r"raw/green_tripdata_2023-09.parquet, or ingest it with taxi=green"):
+        kedro_run("ingest", month="2023-09")
+    assert "quarantine/raw/yellow_tripdata_2023-09.parquet" in _keys(trained, "quarantine/raw/")
+    assert _json(trained, "reports/ingest/taxi=yellow/year=2023/month=09/outcome.json")["status"] == "refused"

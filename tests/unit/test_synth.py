@@ -28,8 +28,14 @@ def test_green_differs_from_yellow_and_starts_mostly_outside_manhattan():
 
 
 def test_unknown_layout_and_taxi_are_refused_naming_the_choices():
-    with pytest.raises(ConfigError, match=r"layout='2018' is not a green layout: use one of 2019, 2022"):
+    with pytest.raises(ConfigError, match=r"layout='2018' is not a year TLC published green parquet files in: "
+                                          r"use one of 2019..2025 \(layouts change in 2019, 2022, 2023, 2024, 2025\)"):
         generate_month("2023-01", rows=10, taxi="green", layout="2018")
+
+
+def test_a_layout_is_named_by_any_year_it_was_shipped_in():
+    assert generate_month("2023-01", rows=10, layout="2021").schema.equals(LAYOUTS["yellow"]["2019"])
+    assert generate_month("2023-01", rows=10, taxi="green", layout=2025).schema.equals(LAYOUTS["green"]["2025"])
     with pytest.raises(ConfigError, match=r"taxi='purple' is not a taxi type: use one of yellow, green"):
         generate_month("2023-01", rows=10, taxi="purple")
 
