@@ -42,7 +42,7 @@ def test_train_then_infer_through_the_workers(deployed):
     names = {t.name for t in task_runs}
     # untagged: a tagged task run first takes a tag-concurrency lease (a server write) to start
     assert not [t.name for t in task_runs if t.tags]
-    assert {"ingest-2023-01.check_schema", "ingest-2023-02.filter_rows", "training.train_model",
+    assert {"ingest-yellow-2023-01.check_schema", "ingest-yellow-2023-02.filter_rows", "training.train_model",
             "training.register_model", "training.apply_gate"} <= names  # one Prefect task per Kedro node
     client = MlflowClient()
     (mlflow_run,) = client.search_runs(
@@ -68,6 +68,31 @@ def test_train_then_infer_through_the_workers(deployed):
     for queue in ("gpu", "cpu"):  # both runs were forked by the warm-start server, none started cold
         log = (deployed.root / "logs" / f"worker-{queue}.log").read_text()
         assert "warm start: pid" in log and "warm start unavailable" not in log, log[-3000:]
+
+
+def test_green_taxis_through_the_workers_train_and_score_with_their_own_model(deployed):
+    """train with taxi=green (as its schedule passes it), then the infer-green deployment: green's own keys,
+    registered model and artifacts; yellow's champion is untouched."""
+    client = MlflowClient()
+    yellow = client.get_model_version_by_alias("trip-duration-yellow", "champion").version
+    for month in ("2023-01", "2023-02"):
+        put_month(deployed, month, rows=6_000, taxi="green", layout_year="2024")
+    state, result, run_id = run_and_wait("training/train", {"train_month": "2023-01", "taxi": "green"}, timeout=600)
+    assert state == "Completed" and result["taxi"] == "green"
+    assert "ingest-green-2023-01.check_schema" in {t.name for t in _task_runs(run_id)}
+    green = client.get_model_version_by_alias("trip-duration-green", "champion").version
+    assert result["champion_version"] == int(green)
+    assert client.get_model_version_by_alias("trip-duration-yellow", "champion").version == yellow
+    state, result, _ = run_and_wait("inference/infer-green", {"batch_month": "2023-02"}, timeout=600)
+    assert state == "Completed" and result["taxi"] == "green" and result["model_version"] == int(green)
+    key = f"predictions/taxi=green/year=2023/month=02/model_version={green}/predictions.parquet"
+    assert result["predictions_uri"].endswith(key)
+    boto3.client("s3").head_object(Bucket=deployed.bucket, Key=key)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        keys = {a.key for a in prefect.read_latest_artifacts()}
+    assert {"training-report-green", "inference-summary-green"} <= keys
 
 
 def test_s3_outage_during_inference_is_retried_and_leaves_no_partial_object(deployed):
@@ -222,7 +247,7 @@ def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_i
 
     _ensure_champion()
     mlflow_client = MlflowClient()
-    versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")}
+    versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")}
     champion = mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version
     deployed.stop("mlflow")
     try:
@@ -239,11 +264,11 @@ def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_i
     assert budget < 180, budget  # the documented bound, not a speed figure: MLflow's defaults took ~20 min
     warnings = [log.message for log in logs if log.level == 30 and "transient error" in log.message]
     assert len(warnings) == IO_RETRIES and all(failed.name in w for w in warnings), warnings
-    assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} == versions
+    assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")} == versions
     assert mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version == champion
     rerun_state, _, _ = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
     assert rerun_state == "Completed"
-    assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} - versions) == 1
+    assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")} - versions) == 1
 
 
 def test_a_backfill_is_queued_not_cancelled_while_the_daily_infer_runs(deployed):
@@ -273,7 +298,7 @@ def test_a_backfill_is_queued_not_cancelled_while_the_daily_infer_runs(deployed)
 
 
 def _ensure_champion() -> None:
-    if not MlflowClient().search_model_versions("name = 'trip-duration'"):  # a test run alone: train first
+    if not MlflowClient().search_model_versions("name = 'trip-duration-yellow'"):  # a test run alone: train first
         assert run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)[0] == "Completed"
 
 
@@ -351,7 +376,7 @@ def test_s3_down_during_registration_leaves_no_version_and_a_rerun_registers_one
 
     _ensure_champion()
     mlflow_client = MlflowClient()
-    versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")}
+    versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")}
     champion = mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version
     proxy = deployed.mlflow_proxy
     proxy.down_seconds = 400  # longer than any budget: the run must give up on its own
@@ -367,14 +392,14 @@ def test_s3_down_during_registration_leaves_no_version_and_a_rerun_registers_one
     assert state == "Failed"
     assert failed.name == "training.register_model" and failed.run_count == IO_RETRIES + 1, (failed.name, failed.run_count)
     assert (failed.end_time - failed.start_time).total_seconds() < 180  # the documented budget
-    assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} == versions
+    assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")} == versions
     assert mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version == champion
     experiment = mlflow_client.get_experiment_by_name("trip-duration")
     attempts = mlflow_client.search_runs([experiment.experiment_id], f"tags.prefect_flow_run_id = '{run_id}'")
     assert len(attempts) == IO_RETRIES + 1 and {r.info.status for r in attempts} == {"FAILED"}
     rerun_state, _, _ = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
     assert rerun_state == "Completed"
-    assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration'")} - versions) == 1
+    assert len({v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")} - versions) == 1
 
 
 def _scheduled_infer_runs(client) -> list:

@@ -92,7 +92,7 @@ def test_a_worse_model_never_becomes_champion(trained):
 
 
 def _versions(client) -> set[int]:
-    return {int(v.version) for v in client.search_model_versions("name = 'trip-duration'")}
+    return {int(v.version) for v in client.search_model_versions("name = 'trip-duration-yellow'")}
 
 
 def test_a_retried_training_run_registers_one_version_and_finds_it_again(trained, monkeypatch):
@@ -232,8 +232,8 @@ def test_the_model_cache_is_keyed_by_the_versions_run_not_its_number(trained, tm
         registry._memo.clear()
         monkeypatch.undo()
         reset_clients()
-    assert f"downloaded trip-duration v{champion.version} (run {champion.run_id})" in first
-    assert f"using cached trip-duration v{champion.version} (run {champion.run_id})" in caplog.text
+    assert f"downloaded trip-duration-yellow v{champion.version} (run {champion.run_id})" in first
+    assert f"using cached trip-duration-yellow v{champion.version} (run {champion.run_id})" in caplog.text
     assert (stale / f"{champion.version}-{champion.run_id}" / "MLmodel").exists()
 
 
@@ -276,7 +276,7 @@ def test_a_full_disk_under_the_model_cache_fails_in_one_line_and_caches_nothing(
         ours = ours.__cause__ or ours.__context__
     assert ours is not None, failed.value
     message = str(ours)
-    assert f"no room for trip-duration v1 in {tiny_disk}/trip-duration: it needs " in message, message
+    assert f"no room for trip-duration-yellow v1 in {tiny_disk}/trip-duration-yellow: it needs " in message, message
     assert "KiB is free" in message, message
     assert "TRIP_DURATION_MODEL_CACHE_DIR" in message and "flowRun.sizeLimits.cache" in message
     assert not any(p.name != "trip-duration-yellow" for p in tiny_disk.iterdir())
@@ -367,7 +367,7 @@ def test_one_outcome_per_month_replaced_as_a_whole(trained):
     whole (outcome.json written last, old data removed), and readers follow the committed outcome."""
     from trip_duration.errors import DataNotFoundError
 
-    month, part = "2023-07", "year=2023/month=07"
+    month, part = "2023-07", "taxi=yellow/year=2023/month=07"
     good = generate_month(month, rows=2_000, seed=11)
     _put_raw(trained, month, good)
     kedro_run("ingest", month=month)
@@ -464,7 +464,7 @@ def test_inference_refuses_a_version_the_training_flow_did_not_register(trained,
             chain.append(err)
             err = err.__cause__ or err.__context__
         assert any(isinstance(e, UntrustedModelError) for e in chain), chain
-        assert f"trip-duration v{by_hand} was not registered by the training flow" in str(refused.value)
+        assert f"trip-duration-yellow v{by_hand} was not registered by the training flow" in str(refused.value)
         # tags copied by hand, files changed: the digest no longer matches
         client.set_model_version_tag("trip-duration-yellow", by_hand, registry.REGISTERED_BY_TAG, registry.REGISTERED_BY)
         client.set_model_version_tag("trip-duration-yellow", by_hand, registry.DIGEST_TAG, "0" * 64)

@@ -51,7 +51,8 @@ def test_the_readme_block_runs_as_written(stack):
         "s3", endpoint_url=stack.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
         region_name="us-east-1").list_objects_v2(Bucket=stack.bucket)["Contents"]}
     assert {"predictions/taxi=yellow/year=2023/month=04/model_version=1/predictions.parquet",
-            "predictions/range=2023-04-01_2023-04-08/model_version=1/predictions.parquet"} <= keys
+            "predictions/taxi=yellow/range=2023-04-01_2023-04-08/model_version=1/predictions.parquet",
+            "raw/green_tripdata_2023-03.parquet", "validated/taxi=green/year=2023/month=03/trips.parquet"} <= keys
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ def _pod(job):
 
 
 def test_a_job_per_deployment_and_each_is_valid_kubernetes(jobs):
-    assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "infer", "backfill"}
+    assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "infer", "infer-green", "backfill"}
     for job in jobs.values():
         validate(job)
         assert job["spec"]["completions"] == 1 and "completions" not in _pod(job)
@@ -44,7 +44,7 @@ def test_train_asks_for_a_gpu_node(jobs):
     assert container["args"] == ["prefect", "flow-run", "execute"]
 
 
-@pytest.mark.parametrize("name", ["infer", "backfill"])
+@pytest.mark.parametrize("name", ["infer", "infer-green", "backfill"])
 def test_infer_stays_on_cpu_nodes(jobs, name):
     pod = _pod(jobs[name])
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"].get("limits", {})
@@ -65,7 +65,7 @@ def test_labels_for_kubectl_logs_and_chart_wiring(jobs):
         for var, entry in env.items():  # a secret reaches the pod by reference only
             if "SECRET" in var or "PASSWORD" in var or "AUTH_STRING" in var or "API_KEY" in var:
                 assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], entry
-        identity = {"train": "trainer", "infer": "reader", "backfill": "reader"}[name]  # only train moves the champion
+        identity = {"train": "trainer", "infer": "reader", "infer-green": "reader", "backfill": "reader"}[name]  # only train moves the champion
         assert env["MLFLOW_TRACKING_USERNAME"]["value"] == identity
         assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == f"{identity}-password"
         assert {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"]} == {"work": "1Gi", "tmp": "8Gi", "cache": "2Gi"}
