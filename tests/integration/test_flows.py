@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import time
@@ -77,17 +78,19 @@ def test_green_taxis_through_the_workers_train_and_score_with_their_own_model(de
     yellow = client.get_model_version_by_alias("trip-duration-yellow", "champion").version
     for month in ("2023-01", "2023-02"):
         put_month(deployed, month, rows=6_000, taxi="green", layout_year="2024")
-    state, result, run_id = run_and_wait("training/train", {"train_month": "2023-01", "taxi": "green"}, timeout=600)
-    assert state == "Completed" and result["taxi"] == "green"
+    state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01", "taxi": "green"}, timeout=600)
+    assert state == "Completed"
     assert "ingest-green-2023-01.check_schema" in {t.name for t in _task_runs(run_id)}
-    green = client.get_model_version_by_alias("trip-duration-green", "champion").version
-    assert result["champion_version"] == int(green)
+    green = client.get_model_version_by_alias("trip-duration-green", "champion")
+    assert client.get_run(green.run_id).data.tags["prefect_flow_run_id"] == run_id
     assert client.get_model_version_by_alias("trip-duration-yellow", "champion").version == yellow
-    state, result, _ = run_and_wait("inference/infer-green", {"batch_month": "2023-02"}, timeout=600)
-    assert state == "Completed" and result["taxi"] == "green" and result["model_version"] == int(green)
-    key = f"predictions/taxi=green/year=2023/month=02/model_version={green}/predictions.parquet"
-    assert result["predictions_uri"].endswith(key)
-    boto3.client("s3").head_object(Bucket=deployed.bucket, Key=key)
+    state, _, _ = run_and_wait("inference/infer-green", {"batch_month": "2023-02"}, timeout=600)
+    assert state == "Completed"
+    key = f"reports/inference/taxi=green/year=2023/month=02/model_version={green.version}/summary.json"
+    summary = json.loads(boto3.client("s3").get_object(Bucket=deployed.bucket, Key=key)["Body"].read())
+    assert summary["taxi"] == "green" and summary["rows"] > 3_000
+    assert summary["predictions_uri"].endswith(
+        f"predictions/taxi=green/year=2023/month=02/model_version={green.version}/predictions.parquet")
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as prefect:
@@ -124,7 +127,7 @@ def test_local_deploys_leave_schedules_paused_and_nothing_scheduled(deployed):
             assert schedules and not [s for s in schedules if s.active], name
         scheduled = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train", "infer"])),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train", "infer", "infer-green"])),
         )
         assert not [r for r in scheduled if r.auto_scheduled]
 
@@ -145,7 +148,7 @@ def test_a_users_error_is_one_line_in_the_runs_logs_without_a_traceback(deployed
     assert errors, messages
     assert all("\n" not in m for m in errors)
     assert "raw/yellow_tripdata_2019-01.parquet does not exist" in errors[0]
-    assert "trip-duration generate --month 2019-01" in errors[0]  # the fix
+    assert "trip-duration generate --taxi yellow --month 2019-01" in errors[0]  # the fix
     assert not [m for m in messages if "Traceback" in m], messages
     printed = worker_log.read_text()[offset:]
     assert "does not exist" in printed and "Traceback" not in printed, printed[-4000:]
