@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from infra.local.stack import ROOT, VENV_BIN, Stack, free_port, wait_http

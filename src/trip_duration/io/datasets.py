@@ -21,7 +21,7 @@ from kedro.io import AbstractDataset, DatasetError
 from trip_duration import layout
 from trip_duration.config import get_settings
 from trip_duration.errors import BatchTooLargeError, ConfigError, DataNotFoundError, SchemaValidationError
-from trip_duration.io import s3
+from trip_duration.io import s3, tlc
 from trip_duration.periods import DateRange, Month
 from trip_duration.resources import INFERENCE_BYTES_PER_ROW, Memory, memory_available, size
 from trip_duration.schema import DEFAULT_TAXI, PICKUP, RawFile, parse_taxi
@@ -82,8 +82,6 @@ class RawMonthDataset(_S3Dataset):
         self.month, self.taxi = month, taxi
 
     def load(self) -> RawFile:
-        from trip_duration.io import tlc
-
         month, taxi = _month(self.month, "month"), self._taxi()
         bucket, key = self._bucket(), layout.raw_key(taxi, month)
         try:
