@@ -28,3 +28,21 @@ def test_main_prints_the_error_and_exits_2_without_queueing(capsys, monkeypatch)
     monkeypatch.setattr(backfill, "queue", lambda *a, **k: pytest.fail("nothing may be queued"))
     assert backfill.main(["--from", "2023-03", "--to", "2023-01"]) == 2
     assert "TO=2023-01 is before FROM=2023-03" in capsys.readouterr().err
+
+
+def test_a_bad_taxi_is_refused_before_anything_is_queued(capsys, monkeypatch):
+    monkeypatch.setattr(backfill, "queue", lambda *a, **k: pytest.fail("nothing may be queued"))
+    assert backfill.main(["--from", "2023-01", "--to", "2023-02", "--taxi", "purple"]) == 2
+    assert "TAXI='purple' is not a taxi type: use one of yellow, green" in capsys.readouterr().err
+
+
+def test_the_taxi_reaches_every_queued_run(monkeypatch):
+    import prefect.deployments
+
+    calls = []
+    monkeypatch.setattr(prefect.deployments, "run_deployment", lambda name, **kw: calls.append((name, kw)) or kw)
+    backfill.queue([Month(2023, 1), Month(2023, 2)], taxi="green")
+    assert [kw["parameters"] for _, kw in calls] == [
+        {"batch_month": "2023-01", "reingest": False, "taxi": "green"},
+        {"batch_month": "2023-02", "reingest": False, "taxi": "green"}]
+    assert {name for name, _ in calls} == {"inference/backfill"} and calls[0][1]["tags"] == ["backfill", "green"]
