@@ -58,3 +58,22 @@ def test_duration_depends_on_distance_and_hour_with_outliers():
     assert pace[hour[sane].between(16, 19)].median() > 1.2 * pace[hour[sane].between(0, 4)].median()
     assert trips["passenger_count"].isna().any()
     assert (minutes < 0).any() and (minutes > 60).any()
+
+
+def test_the_generate_command_writes_tlcs_file_name_and_refuses_bad_input_in_one_line(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from trip_duration.console import main
+
+    assert main(["generate", "--taxi", "green", "--layout", "2024", "--month", "2023-12", "--months", "2",
+                 "--rows", "500", "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["green_tripdata_2023-12.parquet", "green_tripdata_2024-01.parquet"]
+    assert pq.read_schema(tmp_path / written[0]).equals(LAYOUTS["green"]["2024"])
+    assert "synthetic" in capsys.readouterr().out
+    for argv, says in ((["--taxi", "purple", "--month", "2023-01"], "error: --taxi='purple' is not a taxi type"),
+                       (["--month", "2023-3"], "error: --month='2023-3' is not a month: use the form YYYY-MM"),
+                       (["--month", "2023-01", "--layout", "2017"], "error: layout='2017' is not a year TLC published")):
+        assert main(["generate", *argv, "--out", str(tmp_path / "no")]) == 2
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
