@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         env = readme.env()
         os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
                                               "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
-        pause_schedules(env, "training/train", "inference/infer", "inference/infer-green")
+        pause_schedules(env, "training/train", "training/train-green", "inference/infer", "inference/infer-green")
         import boto3  # noqa: PLC0415
 
         deploy_course(env, boto3.client("s3"))

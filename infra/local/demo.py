@@ -21,7 +21,7 @@ TRAIN_MONTH, VALID_MONTH = "2023-01", "2023-02"
 SUMMARY = ROOT / "build" / "demo" / "summary.json"
 
 
-DEPLOYMENTS = ("training/train", "inference/infer", "inference/infer-green")  # every scheduled one
+DEPLOYMENTS = ("training/train", "training/train-green", "inference/infer", "inference/infer-green")  # every scheduled one
 RESUME_HINT = "prefect deployment schedule resume --all"
 
 

@@ -93,7 +93,7 @@ def readme(cluster, tmp_path_factory):
 def installed(cluster, readme):
     """The README's exports (API, S3 through its port-forwards), plus MLflow for the checks."""
     env = readme.env()
-    pause_schedules(env, "training/train", "inference/infer", "inference/infer-green")  # only our runs run from here on
+    pause_schedules(env, "training/train", "training/train-green", "inference/infer", "inference/infer-green")  # only our runs run from here on
     mlflow = Forward(cluster, f"{FULL}-mlflow", 5000)
     try:  # MLflow's admin, from the Secret the chart generated
         yield {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow.port}", "MLFLOW_TRACKING_USERNAME": "admin",

@@ -72,13 +72,13 @@ def test_train_then_infer_through_the_workers(deployed):
 
 
 def test_green_taxis_through_the_workers_train_and_score_with_their_own_model(deployed):
-    """train with taxi=green (as its schedule passes it), then the infer-green deployment: green's own keys,
+    """The train-green deployment, then infer-green: green's own keys,
     registered model and artifacts; yellow's champion is untouched."""
     client = MlflowClient()
     yellow = client.get_model_version_by_alias("trip-duration-yellow", "champion").version
     for month in ("2023-01", "2023-02"):
         put_month(deployed, month, rows=6_000, taxi="green", layout_year="2024")
-    state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01", "taxi": "green"}, timeout=600)
+    state, _, run_id = run_and_wait("training/train-green", {"train_month": "2023-01"}, timeout=600)
     assert state == "Completed"
     assert "ingest-green-2023-01.check_schema" in {t.name for t in _task_runs(run_id)}
     green = client.get_model_version_by_alias("trip-duration-green", "champion")
@@ -122,12 +122,15 @@ def test_local_deploys_leave_schedules_paused_and_nothing_scheduled(deployed):
     from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
 
     with get_client(sync_client=True) as client:
-        for name in ("training/train", "inference/infer", "inference/infer-green"):
+        for name in ("training/train", "training/train-green", "inference/infer", "inference/infer-green"):
             schedules = client.read_deployment_by_name(name).schedules
             assert schedules and not [s for s in schedules if s.active], name
+        # the type survives a pause: it is the deployment's parameter (Prefect 3.8 resets a schedule's own
+        # parameters to {} on every pause or resume)
+        assert client.read_deployment_by_name("training/train-green").parameters["taxi"] == "green"
         scheduled = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train", "infer", "infer-green"])),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train", "train-green", "infer", "infer-green"])),
         )
         assert not [r for r in scheduled if r.auto_scheduled]
 

@@ -28,15 +28,16 @@ def _pod(job):
 
 
 def test_a_job_per_deployment_and_each_is_valid_kubernetes(jobs):
-    assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "infer", "infer-green", "backfill"}
+    assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "train-green", "infer", "infer-green", "backfill"}
     for job in jobs.values():
         validate(job)
         assert job["spec"]["completions"] == 1 and "completions" not in _pod(job)
         assert job["spec"]["ttlSecondsAfterFinished"] == 3600
 
 
-def test_train_asks_for_a_gpu_node(jobs):
-    pod = _pod(jobs["train"])
+@pytest.mark.parametrize("name", ["train", "train-green"])
+def test_train_asks_for_a_gpu_node(jobs, name):
+    pod = _pod(jobs[name])
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -65,7 +66,8 @@ def test_labels_for_kubectl_logs_and_chart_wiring(jobs):
         for var, entry in env.items():  # a secret reaches the pod by reference only
             if "SECRET" in var or "PASSWORD" in var or "AUTH_STRING" in var or "API_KEY" in var:
                 assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], entry
-        identity = {"train": "trainer", "infer": "reader", "infer-green": "reader", "backfill": "reader"}[name]  # only train moves the champion
+        identity = {"train": "trainer", "train-green": "trainer", "infer": "reader", "infer-green": "reader",
+                    "backfill": "reader"}[name]  # only train moves the champion
         assert env["MLFLOW_TRACKING_USERNAME"]["value"] == identity
         assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == f"{identity}-password"
         assert {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"]} == {"work": "1Gi", "tmp": "8Gi", "cache": "2Gi"}
