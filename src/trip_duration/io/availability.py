@@ -15,19 +15,15 @@ exist fails, naming it.
 
 from __future__ import annotations
 
-import logging
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 from trip_duration import layout
 from trip_duration.io import s3
 from trip_duration.io.datasets import is_ingested
-from trip_duration.io.tlc import source_url
+from trip_duration.io.tlc import published, source_url
 from trip_duration.periods import DateRange, Month
 from trip_duration.schema import DEFAULT_TAXI
 
-logger = logging.getLogger(__name__)
 
 #: How far back a scheduled run looks for a month with data (TLC is ~2 months late; 6 leaves room).
 LOOKBACK_MONTHS = 6
@@ -39,23 +35,6 @@ class Pick:
 
     month: Month | None
     reason: str
-
-
-def published(url: str, timeout: float = 20.0) -> bool:
-    """Whether the source has the file (HEAD). 403/404: not published yet. Unreachable: a warning, and no."""
-    request = urllib.request.Request(url, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - configured https URL
-            return True
-    except urllib.error.HTTPError as err:
-        if err.code in (403, 404):
-            return False
-        logger.warning("%s answered %s: treating the month as not published", url, err.code)
-        return False
-    except (urllib.error.URLError, OSError) as err:
-        logger.warning("%s is unreachable (%s): treating the month as not published; set TRIP_DURATION_SOURCE_URL "
-                       "to a reachable copy, or empty to use only what is in the bucket", url, err)
-        return False
 
 
 @dataclass

@@ -53,6 +53,23 @@ def source_url(taxi: str, month: Month) -> str | None:
     return pattern.format(taxi=taxi, month=month) if pattern else None
 
 
+def published(url: str, timeout: float = 20.0) -> bool:
+    """Whether the source has the file (HEAD). 403/404: not published yet. Unreachable: a warning, and no."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - configured https URL
+            return True
+    except urllib.error.HTTPError as err:
+        if err.code in (403, 404):
+            return False
+        logger.warning("%s answered %s: treating the month as not published", url, err.code)
+        return False
+    except (urllib.error.URLError, OSError) as err:
+        logger.warning("%s is unreachable (%s): treating the month as not published; set TRIP_DURATION_SOURCE_URL "
+                       "to a reachable copy, or empty to use only what is in the bucket", url, err)
+        return False
+
+
 class _Transient(Exception):
     """One attempt failed in a way another attempt may not."""
 

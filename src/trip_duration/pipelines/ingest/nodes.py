@@ -17,8 +17,8 @@ from trip_duration.errors import SchemaValidationError
 from trip_duration.features import duration_minutes
 from trip_duration.params import IngestParams, parse
 from trip_duration.periods import Month
-from trip_duration.schema import (COLUMN_KINDS, COLUMN_TYPES, DROPOFF, PICKUP, RENAMES, RawFile, match_layout,
-                                  taxi_of_columns)
+from trip_duration.schema import (COLUMN_KINDS, COLUMN_TYPES, DROPOFF, PICKUP, RAW_TIMES, RENAMES, RawFile,
+                                  match_layout, taxi_of_columns)
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def check_schema(raw: RawFile, params: dict) -> tuple[pd.DataFrame, dict]:
         return empty, report
     found = taxi_of_columns(table.column_names)
     if found not in (None, raw.taxi):
-        times = ", ".join(n for n in table.column_names if n.startswith(("tpep_", "lpep_")))
+        times = ", ".join(RAW_TIMES[found])
         right_key = raw.key.replace(f"{raw.taxi}_tripdata_", f"{found}_tripdata_")
         report["problems"].append({"column": None, "problem": (
             f"a {found} taxi file ({times}) under the {raw.taxi} key {raw.key}: move it to {right_key}, "
