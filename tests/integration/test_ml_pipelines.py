@@ -513,12 +513,14 @@ def _kedro_cli(*args: str):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ("month=2023-01,taxi=purple", "taxi='purple' is not a taxi type: use one of yellow, green (e.g. taxi=yellow)"),
-    ("month=2023-3,taxi=green", "month='2023-3' is not a month: use the form YYYY-MM, e.g. month=2023-01"),
+@pytest.mark.parametrize(("pipeline", "params", "message"), [
+    ("ingest", "month=2023-01,taxi=purple", "taxi='purple' is not a taxi type: use one of yellow, green (e.g. taxi=yellow)"),
+    ("ingest", "month=2023-3,taxi=green", "month='2023-3' is not a month: use the form YYYY-MM, e.g. month=2023-01"),
+    ("training", "train_month=2023-3", "train_month='2023-3' is not a month: use the form YYYY-MM, e.g. train_month=2023-01"),
+    ("training", "train_month=2023-01,taxi=purple", "taxi='purple' is not a taxi type"),
 ])
-def test_a_bad_taxi_or_month_fails_at_once_in_one_line_naming_the_value_and_the_fix(trained, params, message):
-    done = _kedro_cli("--pipelines", "ingest", "--params", params)
+def test_a_bad_taxi_or_month_fails_at_once_in_one_line_naming_the_value_and_the_fix(trained, pipeline, params, message):
+    done = _kedro_cli("--pipelines", pipeline, "--params", params)
     assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
     assert message in line and "Traceback" not in done.stderr, line

@@ -1,9 +1,11 @@
-"""Kedro datasets for the S3 layout in :mod:`trip_duration.layout`.
+"""Our Kedro datasets for the S3 layout in :mod:`trip_duration.layout`, where kedro-datasets' do not fit.
 
 Keys are built from run-time parameters (``--params month=2023-01``); a dataset whose
 parameter is missing fails on use with a message naming the parameter, so one catalog
 serves every pipeline. Every write is a single PutObject: whole or absent, and a rerun
-replaces the same key.
+replaces the same key. Validated months are read by kedro-datasets' ``pandas.ParquetDataset``
+(conf/base/catalog.yml), checked against the committed outcome by :func:`check_committed` and
+:func:`check_unchanged` (called by ``hooks.CommittedReadsHooks``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +30,8 @@ from trip_duration.resources import INFERENCE_BYTES_PER_ROW, Memory, memory_avai
 from trip_duration.schema import DEFAULT_TAXI, PICKUP, RawFile, parse_taxi
 
 logger = logging.getLogger(__name__)
+
+UNSET_BUCKET = "unset-TRIP_DURATION_BUCKET"  # the catalog's ${bucket:} when the variable is not set: fails at use
 
 
 def _month(value: str | None, param: str) -> Month:
@@ -126,13 +131,59 @@ def read_validated(bucket: str, month: Month, outcome: dict | None = None, taxi:
     """The validated parquet of an accepted month, checked against its committed outcome (read here
     unless the caller has just read it with :func:`require_ingested`)."""
     outcome = outcome or require_ingested(bucket, month, taxi)
-    key = layout.validated_key(taxi, month)
-    body = s3.get_bytes(bucket, key)
+    body = s3.get_bytes(bucket, layout.validated_key(taxi, month))
     if hashlib.sha256(body).hexdigest() != outcome["validated_sha256"]:
-        raise DataNotFoundError(
-            f"s3://{bucket}/{key} is not the one {layout.ingest_outcome_key(taxi, month)} committed (an ingest of {month} "
-            "is running or was interrupted): rerun once it has finished, or ingest the month again")
+        raise _not_committed(bucket, taxi, month)
     return body
+
+
+def _not_committed(bucket: str, taxi: str, month: Month) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"s3://{bucket}/{layout.validated_key(taxi, month)} is not the one {layout.ingest_outcome_key(taxi, month)} "
+        f"committed (an ingest of {taxi} {month} is running or was interrupted): rerun once it has finished, "
+        "or ingest the month again")
+
+
+_VALIDATED_PATH = re.compile(
+    r"^(?:s3a?://)?(?P<bucket>[^/]+)/validated/taxi=(?P<taxi>[^/]+)/"
+    r"(?:year=(?P<year>\d{4})/month=(?P<month>\d{2})|(?P<unset>\w+)=unset)/trips\.parquet$")
+
+
+def validated_target(path: str) -> tuple[str, str, Month] | None:
+    """``(bucket, taxi, month)`` of a catalog path to a validated month (``s3://<bucket>/validated/...``), None
+    for any other path. A month parameter that was not set (the catalog's ``${month_dir:}`` wrote
+    ``<param>=unset``) and a bad taxi type fail here, naming the parameter and the fix."""
+    found = _VALIDATED_PATH.match(path)
+    if found is None:
+        return None
+    if found["unset"]:
+        _month(None, found["unset"])  # raises, naming the parameter
+    bucket = found["bucket"] if found["bucket"] != UNSET_BUCKET else get_settings().require_bucket()
+    return bucket, parse_taxi(found["taxi"]), Month.parse(f"{found['year']}-{found['month']}")
+
+
+def check_committed(bucket: str, taxi: str, month: Month) -> str:
+    """Before a generic reader (kedro-datasets) reads validated/: the month's ingest outcome is committed and
+    accepted, and the object is the one it committed. Returns the ETag the read must still find after.
+
+    An outcome committed before ETags were recorded (``validated_etag``) is checked by its SHA-256
+    instead, at the price of one extra read."""
+    outcome = require_ingested(bucket, month, taxi)
+    key = layout.validated_key(taxi, month)
+    if outcome.get("validated_etag") is None:
+        read_validated(bucket, month, outcome, taxi)
+        return s3.etag(bucket, key)
+    if s3.etag(bucket, key) != outcome["validated_etag"]:
+        raise _not_committed(bucket, taxi, month)
+    return outcome["validated_etag"]
+
+
+def check_unchanged(bucket: str, taxi: str, month: Month, expected: str | None) -> None:
+    """After that read: the object is still the committed one. s3fs pins every range it reads to the ETag
+    it saw when it opened the object; this closes the gap between :func:`check_committed` and that open
+    (an ingest replacing the month meanwhile fails the read instead of feeding it to training)."""
+    if s3.etag(bucket, layout.validated_key(taxi, month)) != expected:
+        raise _not_committed(bucket, taxi, month)
 
 
 class IngestOutcomeDataset(_S3Dataset):
@@ -158,6 +209,7 @@ class IngestOutcomeDataset(_S3Dataset):
         source = report["source_key"]
         reason_key = layout.quarantine_reason_key(source)
         written: dict[str, str] = {}
+        validated_etag = None
         if outcome.refused:
             report["quarantined_to"] = s3.copy(bucket, source, layout.quarantine_key(source))
             report["refused"] = outcome.refused
@@ -167,7 +219,8 @@ class IngestOutcomeDataset(_S3Dataset):
             s3.delete(bucket, layout.validated_key(taxi, month))
         else:
             body = to_parquet_bytes(outcome.validated)
-            written["validated"] = s3.put_bytes(bucket, layout.validated_key(taxi, month), body)
+            validated_etag = s3.put(bucket, layout.validated_key(taxi, month), body)
+            written["validated"] = layout.s3_uri(bucket, layout.validated_key(taxi, month))
             if s3.exists(bucket, reason_key):  # an earlier refusal of this raw key: superseded, kept
                 old = s3.get_json(bucket, reason_key)
                 old["superseded"] = f"{month} was ingested and accepted since; this copy is kept as evidence"
@@ -191,29 +244,13 @@ class IngestOutcomeDataset(_S3Dataset):
             "source_uri": report["source_uri"],
             "rows_out": outcome.rows_report["rows_out"] if outcome.rows_report and not outcome.refused else 0,
             "validated_sha256": None if outcome.refused else hashlib.sha256(body).hexdigest(),
+            "validated_etag": validated_etag,  # what kedro-datasets' readers check (hooks.CommittedReadsHooks)
             "written": written,
         }
         s3.put_json(bucket, outcome_key, committed)  # last: the commit
 
     def load(self) -> dict:
         return s3.get_json(self._bucket(), layout.ingest_outcome_key(self._taxi(), _month(self.month, "month")))
-
-
-class MonthParquetDataset(_S3Dataset):
-    """The validated parquet of a month, read only once its ingest outcome is committed and accepted."""
-
-    def __init__(self, kind: str = "validated", month: str | None = None, month_param: str = "month",
-                 taxi: str = DEFAULT_TAXI):
-        if kind != "validated":
-            raise ConfigError(f"MonthParquetDataset kind={kind!r}: only 'validated' is readable")
-        self.kind, self.month, self.month_param, self.taxi = kind, month, month_param, taxi
-
-    def load(self) -> pd.DataFrame:
-        month = _month(self.month, self.month_param)
-        return pd.read_parquet(_io.BytesIO(read_validated(self._bucket(), month, taxi=self._taxi())))
-
-    def save(self, frame: pd.DataFrame) -> None:
-        raise DatasetError("validated/ is written by the ingest outcome only (IngestOutcomeDataset)")
 
 
 def check_batch_fits(batch: DateRange, outcomes: dict[Month, dict], memory: Memory | None = None) -> int:

@@ -55,11 +55,28 @@ def exists(bucket: str, key: str) -> bool:
     return True
 
 
-def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
-    """One PutObject: the object appears whole or not at all, and replaces any older one."""
-    client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+def put(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+    """One PutObject: the object appears whole or not at all, and replaces any older one. Returns the
+    ETag S3 gave it (what a reader compares to know it reads this object, not a later one)."""
+    etag = client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
     logger.info("wrote s3://%s/%s (%d bytes)", bucket, key, len(body))
+    return etag
+
+
+def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+    """:func:`put`, returning the object's URI."""
+    put(bucket, key, body, content_type)
     return f"s3://{bucket}/{key}"
+
+
+def etag(bucket: str, key: str) -> str | None:
+    """The object's ETag, or None when there is no such object."""
+    try:
+        return client().head_object(Bucket=bucket, Key=key)["ETag"]
+    except ClientError as err:
+        if _missing(err):
+            return None
+        raise
 
 
 def get_json(bucket: str, key: str) -> Any:
