@@ -2,6 +2,7 @@
 
 import warnings
 
+import s3fs
 from kedro.config import OmegaConfigLoader
 
 from trip_duration.periods import Month
@@ -34,6 +35,12 @@ def _bucket() -> str:
 # Kedro 1.7's OmegaConfigLoader calls OmegaConf.register_new_resolver, which omegaconf now marks
 # deprecated: four warnings per run that no user of this project can act on (Kedro's to change).
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+
+# The catalog's kedro-datasets readers reach S3 through s3fs, which retries a dropped or timed-out call
+# itself (5 attempts by default, a class setting, not a constructor argument). Two, like our boto3 client
+# (trip_duration/io/s3.py), with one botocore attempt each (catalog.yml): a hanging S3 costs a read 2 x 15 s
+# before the node's own retries (README, "Retry budget"), measured by tests/integration/test_catalog.py.
+s3fs.S3FileSystem.retries = 2
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
