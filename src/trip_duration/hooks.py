@@ -86,6 +86,8 @@ class CommittedReadsHooks:
         target = self._target(dataset_name)
         if target is not None:
             self._expected[dataset_name] = check_committed(*target)
+            logger.info("%s: %s %s, the object its ingest committed (ETag %s)", dataset_name, target[1], target[2],
+                        self._expected[dataset_name])
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str) -> None:

@@ -36,6 +36,20 @@ def _task_runs(flow_run_id):
         return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
 
 
+def _log_messages(flow_run_id, text: str) -> list[str]:
+    """The run's log messages containing ``text``, every page (a run has more lines than one page; the
+    server's own text search answers 500 on SQLite)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    found, offset = [], 0
+    with get_client(sync_client=True) as client:
+        while page := client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), offset=offset):
+            found += [log.message for log in page if text in log.message]
+            offset += len(page)
+    return found
+
+
 def test_train_then_infer_through_the_workers(deployed):
     state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
     assert state == "Completed"
@@ -55,6 +69,9 @@ def test_train_then_infer_through_the_workers(deployed):
     # one version per training run, keyed by the Prefect flow run a retry keeps
     assert version.tags["trip_duration.training_run"] == f"prefect-flow-run:{run_id}"
     champion = client.get_model_version_by_alias("trip-duration-yellow", "champion")
+    # the training's kedro-datasets readers went through the committed-read check (hooks.py)
+    checked = _log_messages(run_id, "the object its ingest committed")
+    assert {m.split(":")[0] for m in checked} == {"train_trips", "valid_trips"}, checked
 
     state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
     assert state == "Completed"
@@ -367,7 +384,7 @@ def test_an_s3_that_hangs_fails_the_run_within_the_retry_budget_and_writes_nothi
     assert budget < 180, budget
     warnings = [log.message for log in logs if log.level == 30 and "transient error" in log.message]
     assert len(warnings) == IO_RETRIES, warnings
-    listing = s3.list_objects_v2(Bucket=deployed.bucket, Prefix="predictions/range=2023-03-10_2023-03-12/")
+    listing = s3.list_objects_v2(Bucket=deployed.bucket, Prefix="predictions/taxi=yellow/range=2023-03-10_2023-03-12/")
     assert not listing.get("Contents"), listing.get("Contents")
     assert not s3.list_multipart_uploads(Bucket=deployed.bucket).get("Uploads")
     assert run_and_wait("inference/infer", batch, timeout=600)[0] == "Completed"
