@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
 
-from flows.kedro_tasks import run_pipeline
+from flows.kedro_tasks import record_usage, run_pipeline
 from flows.parameters import DayParam, MonthParam, TaxiParam
 from flows.schedule import logical_month
 from trip_duration.config import get_settings
@@ -54,6 +54,7 @@ def inference(
     summary = catalog.load("inference_summary")
     logger.info("scored %d %s trips of %s with model v%s", summary["rows"], taxi, batch.label,
                 summary["model_version"])
+    usage = record_usage()
     create_markdown_artifact(
         key=f"inference-summary-{taxi}",
         description=f"{taxi} taxis, batch {batch.label}",
@@ -65,7 +66,8 @@ def inference(
                f"- predicted minutes: mean {summary['prediction_mean']}, p50 {summary['prediction_p50']}, "
                f"p95 {summary['prediction_p95']}\n"
                f"- RMSE vs actual: {summary['rmse_vs_actual']}\n")
-            + f"- predictions: `{summary['predictions_uri']}`\n"
+            + f"- predictions: `{summary['predictions_uri']}`\n\n"
+            f"## Resources\n\n{usage}"
         ),
     )
     return {

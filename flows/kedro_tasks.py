@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,26 @@ def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None =
             )
             node_task(node, catalog, hook_manager, session.session_id)
         return catalog
+
+
+def _log_usage_to_mlflow(run_id: str, metrics: dict[str, float]) -> None:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    stamp = int(time.time() * 1000)
+    MlflowClient().log_batch(run_id, metrics=[Metric(key, value, stamp, 0) for key, value in metrics.items()])
+
+
+def record_usage(mlflow_run_id: str | None = None) -> str:
+    """This run's pod usage and cost (trip_duration.cost), logged as metrics of ``mlflow_run_id`` when given
+    (a task with the I/O retry policy: MLflow briefly away does not fail a finished training); returns the
+    artifact's lines."""
+    from trip_duration.cost import record, usage_markdown, usage_metrics
+
+    usage, cost, how = record()
+    if mlflow_run_id:
+        task(_log_usage_to_mlflow, name="record_usage", **task_options(io_node=True, compute=False),
+             cache_policy=NO_CACHE, persist_result=False)(mlflow_run_id, usage_metrics(usage, cost))
+    _run_logger().info("pod usage: %s, %.1f s, %s GPU, %s cores requested; cost %s", usage.kind, usage.seconds,
+                       usage.gpus, usage.cpus, f"${cost:.4f}" if cost is not None else how)
+    return usage_markdown(usage, cost, how)

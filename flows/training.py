@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
 
-from flows.kedro_tasks import run_pipeline
+from flows.kedro_tasks import record_usage, run_pipeline
 from flows.parameters import DeviceParam, MonthParam, TaxiParam
 from flows.schedule import logical_month
 from trip_duration.config import get_settings
@@ -49,6 +49,7 @@ def training(
         {"train_month": str(train), "valid_month": str(valid), "training.device": device, "taxi": taxi},
     )
     report = catalog.load("promotion_report")
+    usage = record_usage(report["run_id"])  # MLflow metrics of the training run: pod seconds, requests, cost
     create_markdown_artifact(
         key=f"training-report-{taxi}",
         description=f"{taxi} taxis: training {train} -> {valid}",
@@ -63,7 +64,8 @@ def training(
             f"Registered {get_settings().model_for(taxi)} version **{report['version']}**; champion is now "
             f"**v{report['champion_version']}**. "
             f"MLflow run `{report['run_id']}` (experiment {report['experiment_id']}). "
-            f"Report: `{report['report_uri']}`\n"
+            f"Report: `{report['report_uri']}`\n\n"
+            f"## Resources\n\n{usage}"
         ),
     )
     return {

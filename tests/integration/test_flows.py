@@ -72,6 +72,10 @@ def test_train_then_infer_through_the_workers(deployed):
     # the training's kedro-datasets readers went through the committed-read check (hooks.py)
     checked = _log_messages(run_id, "the object its ingest committed")
     assert {m.split(":")[0] for m in checked} == {"train_trips", "valid_trips"}, checked
+    # its usage on the training run (a process worker: no pod, so nothing requested and no cost)
+    metrics = client.get_run(mlflow_run.info.run_id).data.metrics
+    assert metrics["pod_seconds_cpu"] > 0 and metrics["pod_seconds_gpu"] == 0 and metrics["requested_gpus"] == 0
+    assert "cost_usd" not in metrics and "requested_cpus" not in metrics
 
     state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
     assert state == "Completed"
@@ -82,7 +86,11 @@ def test_train_then_infer_through_the_workers(deployed):
 
     with get_client(sync_client=True) as prefect:
         artifact = prefect.read_latest_artifacts()
-    assert {"training-report-yellow", "inference-summary-yellow"} <= {a.key for a in artifact}
+    reports = {a.key: a.data for a in artifact}
+    assert {"training-report-yellow", "inference-summary-yellow"} <= set(reports)
+    for key in ("training-report-yellow", "inference-summary-yellow"):
+        assert "## Resources" in reports[key] and "pod: **CPU**" in reports[key], reports[key]
+        assert "cost: unknown, missing the pod's CPU request" in reports[key], reports[key]
     for queue in ("gpu", "cpu"):  # both runs were forked by the warm-start server, none started cold
         log = (deployed.root / "logs" / f"worker-{queue}.log").read_text()
         assert "warm start: pid" in log and "warm start unavailable" not in log, log[-3000:]

@@ -133,9 +133,23 @@ def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
     assert {r for rule in role["rules"] for r in rule["resources"]} == {"jobs", "pods", "pods/log", "events"}
 
 
+def test_the_price_table_reaches_flow_run_pods_only_when_set():
+    def runtime(values):
+        docs = render(values)
+        return next(d for d in docs if d["metadata"]["name"].endswith("-runtime"))["data"]
+
+    priced = runtime({**CASES["default"], "cost": {"gpuHourUsd": 2.5, "cpuHourUsd": 0.04}})
+    assert (priced["TRIP_DURATION_COST_GPU_HOUR_USD"], priced["TRIP_DURATION_COST_CPU_HOUR_USD"]) == ("2.5", "0.04")
+    free = runtime({**CASES["default"], "cost": {"gpuHourUsd": 0, "cpuHourUsd": None}})
+    assert free["TRIP_DURATION_COST_GPU_HOUR_USD"] == "0" and "TRIP_DURATION_COST_CPU_HOUR_USD" not in free
+    assert not {k for k in runtime(CASES["default"]) if k.startswith("TRIP_DURATION_COST_")}
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
+        ({"s3": {"bucket": "trip-duration"}, "cost": {"gpuHourUsd": -1}}, "gpuHourUsd"),
+        ({"s3": {"bucket": "trip-duration"}, "cost": {"cpuHourUsd": "4 cents"}}, "cpuHourUsd"),
         ({"s3": {"bucket": "b1", "buckett": "x"}}, "buckett"),  # typo: strict schema
         ({"s3": {"bucket": "trip-duration"}, "apiMode": "clod"}, "apiMode"),
         ({}, "s3.bucket is required"),

@@ -80,3 +80,15 @@ def test_unknown_job_variable_fails_the_build():
     deployment["work_pool"]["job_variables"]["node_selecter"] = {"a": "b"}
     with pytest.raises(DeployCheckError, match="'node_selecter'.*did you mean 'node_selector'"):
         build_job(deployment, json.loads((ROOT / "helm/trip-duration/files/base-job-template.json").read_text()))
+
+
+@pytest.mark.parametrize(("name", "gpus"), [("train", "1"), ("train-green", "1"), ("infer", None), ("backfill", None)])
+def test_every_pod_says_what_it_requested_for_its_cost_record(jobs, name, gpus):
+    """trip_duration/cost.py reads these: CPU and memory from the downward API, GPUs from gpu_limit."""
+    env = {e["name"]: e for e in _pod(jobs[name])["containers"][0]["env"]}
+    assert env["TRIP_DURATION_POD_CPU_MILLICORES"]["valueFrom"] == {
+        "resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}
+    assert env["TRIP_DURATION_POD_MEMORY_MIB"]["valueFrom"] == {
+        "resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}}
+    assert env["TRIP_DURATION_POD_GPUS"].get("value") == gpus  # unset on CPU pods: no GPU
+    assert "PREFECT__FLOW_RUN_ID" in env  # the worker's own entries are still merged in

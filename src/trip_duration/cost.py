@@ -1,0 +1,154 @@
+"""What a flow run's pod used and cost: wall seconds by kind (GPU or CPU), the resources it requested,
+and, with a price table, its cost in USD.
+
+The pod says what it requested through its environment (the chart's base job template):
+``TRIP_DURATION_POD_CPU_MILLICORES`` and ``TRIP_DURATION_POD_MEMORY_MIB`` from the Kubernetes downward
+API (``requests.cpu``, ``requests.memory``), ``TRIP_DURATION_POD_GPUS`` from the job's ``gpu_limit``
+(the downward API does not expose extended resources). Prices come from the chart's values
+``cost.gpuHourUsd`` (per GPU-hour) and ``cost.cpuHourUsd`` (per requested core-hour), as
+``TRIP_DURATION_COST_GPU_HOUR_USD`` / ``TRIP_DURATION_COST_CPU_HOUR_USD``:
+
+    cost = wall hours x (GPUs x gpuHourUsd + requested cores x cpuHourUsd)
+
+Wall seconds run from the flow-run container's start (its PID 1) to the moment the flow writes its report.
+Outside a pod (the local stack's process workers) they run from the flow-run process's start, and
+nothing was requested: the cost is then unknown, and said so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from trip_duration.errors import ConfigError
+
+CPU_ENV, MEMORY_ENV, GPUS_ENV = "TRIP_DURATION_POD_CPU_MILLICORES", "TRIP_DURATION_POD_MEMORY_MIB", "TRIP_DURATION_POD_GPUS"
+GPU_PRICE_ENV, CPU_PRICE_ENV = "TRIP_DURATION_COST_GPU_HOUR_USD", "TRIP_DURATION_COST_CPU_HOUR_USD"
+
+
+def _number(env: Mapping[str, str], name: str, fix: str) -> float | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != value:  # negative or NaN
+        raise ConfigError(f"{name}={raw!r} is not a non-negative number: {fix}")
+    return value
+
+
+def _started_at(in_pod: bool) -> float:
+    """Epoch seconds when the flow-run container started (in a pod: its PID 1) or, elsewhere, this process."""
+    pid = "1" if in_pod else "self"
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):  # not Linux: from this module's import
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+@dataclass(frozen=True)
+class PodUsage:
+    """One flow-run pod: how long it has run, and what it asked for (None: not known)."""
+
+    seconds: float
+    cpus: float | None
+    memory_mib: float | None
+    gpus: int
+
+    @property
+    def kind(self) -> str:
+        return "gpu" if self.gpus > 0 else "cpu"
+
+    @classmethod
+    def of_this_run(cls, env: Mapping[str, str] | None = None, now: float | None = None) -> PodUsage:
+        env = os.environ if env is None else env
+        fix = "the chart's base job template sets it from the pod's resources; unset it to leave it unknown"
+        millicores = _number(env, CPU_ENV, fix)
+        gpus = _number(env, GPUS_ENV, fix)
+        in_pod = bool(env.get("KUBERNETES_SERVICE_HOST")) and millicores is not None
+        now = time.time() if now is None else now
+        return cls(
+            seconds=max(0.0, now - _started_at(in_pod)),
+            cpus=None if millicores is None else millicores / 1000,
+            memory_mib=_number(env, MEMORY_ENV, fix),
+            gpus=int(gpus or 0),
+        )
+
+
+@dataclass(frozen=True)
+class Prices:
+    gpu_hour_usd: float | None
+    cpu_hour_usd: float | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Prices:
+        env = os.environ if env is None else env
+        return cls(
+            gpu_hour_usd=_number(env, GPU_PRICE_ENV, "set the chart's cost.gpuHourUsd to a price in USD, e.g. 2.5"),
+            cpu_hour_usd=_number(env, CPU_PRICE_ENV, "set the chart's cost.cpuHourUsd to a price in USD, e.g. 0.04"),
+        )
+
+
+def cost_usd(usage: PodUsage, prices: Prices) -> tuple[float | None, str]:
+    """The pod's cost and how it was reached, or None and what is missing."""
+    missing = []
+    if usage.cpus is None:
+        missing.append("the pod's CPU request (not run in a pod of the chart's work pool)")
+    if prices.cpu_hour_usd is None:
+        missing.append("cost.cpuHourUsd")
+    if usage.gpus and prices.gpu_hour_usd is None:
+        missing.append("cost.gpuHourUsd")
+    if missing:
+        return None, "unknown, missing " + "; ".join(missing)
+    hours = usage.seconds / 3600
+    gpu_part = usage.gpus * (prices.gpu_hour_usd or 0.0)
+    total = hours * (gpu_part + usage.cpus * prices.cpu_hour_usd)
+    how = (f"{hours:.4f} h x ({usage.gpus} GPU x ${prices.gpu_hour_usd or 0:g} + "
+           f"{usage.cpus:g} cores x ${prices.cpu_hour_usd:g})")
+    return round(total, 6), how
+
+
+def usage_metrics(usage: PodUsage, cost: float | None) -> dict[str, float]:
+    """MLflow metrics of the run: seconds by pod kind, the requests that are known, the cost when known."""
+    metrics = {
+        "pod_seconds_gpu": round(usage.seconds, 1) if usage.kind == "gpu" else 0.0,
+        "pod_seconds_cpu": round(usage.seconds, 1) if usage.kind == "cpu" else 0.0,
+        "requested_gpus": float(usage.gpus),
+    }
+    if usage.cpus is not None:
+        metrics["requested_cpus"] = usage.cpus
+    if usage.memory_mib is not None:
+        metrics["requested_memory_mib"] = usage.memory_mib
+    if cost is not None:
+        metrics["cost_usd"] = cost
+    return metrics
+
+
+def usage_markdown(usage: PodUsage, cost: float | None, how: str) -> str:
+    """Lines for the run's Prefect artifact."""
+    requested = ", ".join(part for part in (
+        f"{usage.gpus} GPU" if usage.gpus else None,
+        f"{usage.cpus:g} cores" if usage.cpus is not None else None,
+        f"{usage.memory_mib:g} MiB" if usage.memory_mib is not None else None,
+    ) if part) or "nothing (not a pod of the chart's work pool)"
+    money = f"**${cost:.4f}** ({how})" if cost is not None else how
+    return (f"- pod: **{usage.kind.upper()}**, {usage.seconds:.1f} s wall, requested {requested}\n"
+            f"- cost: {money}\n")
+
+
+def record(env: Mapping[str, str] | None = None) -> tuple[PodUsage, float | None, str]:
+    """This run's usage and cost now (the flows call it when they write their report)."""
+    usage = PodUsage.of_this_run(env)
+    cost, how = cost_usd(usage, Prices.from_env(env))
+    return usage, cost, how
