@@ -143,14 +143,18 @@ def _log_usage_to_mlflow(run_id: str, metrics: dict[str, float]) -> None:
 
 def record_usage(mlflow_run_id: str | None = None) -> str:
     """This run's pod usage and cost (trip_duration.cost), logged as metrics of ``mlflow_run_id`` when given
-    (a task with the I/O retry policy: MLflow briefly away does not fail a finished training); returns the
-    artifact's lines."""
+    (a task with the I/O retry policy; if MLflow stays away, a WARNING: a training that registered and
+    gated its model is not failed for its cost record); returns the artifact's lines."""
     from trip_duration.cost import record, usage_markdown, usage_metrics
 
     usage, cost, how = record()
     if mlflow_run_id:
-        task(_log_usage_to_mlflow, name="record_usage", **task_options(io_node=True, compute=False),
-             cache_policy=NO_CACHE, persist_result=False)(mlflow_run_id, usage_metrics(usage, cost))
-    _run_logger().info("pod usage: %s, %.1f s, %s GPU, %s cores requested; cost %s", usage.kind, usage.seconds,
-                       usage.gpus, usage.cpus, f"${cost:.4f}" if cost is not None else how)
+        state = task(_log_usage_to_mlflow, name="record_usage", **task_options(io_node=True, compute=False),
+                     cache_policy=NO_CACHE, persist_result=False)(mlflow_run_id, usage_metrics(usage, cost),
+                                                                  return_state=True)
+        if not state.is_completed():
+            _run_logger().warning("the pod's usage was not recorded in MLflow run %s (%s): it is in this "
+                                  "run's artifact and log", mlflow_run_id, state.message)
+    _run_logger().info("pod usage: %s, %.1f s, requested %s; cost %s", usage.kind, usage.seconds, usage.requested,
+                       f"${cost:.4f}" if cost is not None else how)
     return usage_markdown(usage, cost, how)

@@ -70,6 +70,15 @@ class PodUsage:
     def kind(self) -> str:
         return "gpu" if self.gpus > 0 else "cpu"
 
+    @property
+    def requested(self) -> str:
+        """``1 GPU, 4 CPU, 16384 MiB``; what was not requested or is not known is left out."""
+        return ", ".join(part for part in (
+            f"{self.gpus} GPU" if self.gpus else None,
+            f"{self.cpus:g} CPU" if self.cpus is not None else None,
+            f"{self.memory_mib:g} MiB" if self.memory_mib is not None else None,
+        ) if part) or "nothing (not a pod of the chart's work pool)"
+
     @classmethod
     def of_this_run(cls, env: Mapping[str, str] | None = None, now: float | None = None) -> PodUsage:
         env = os.environ if env is None else env
@@ -115,7 +124,7 @@ def cost_usd(usage: PodUsage, prices: Prices) -> tuple[float | None, str]:
     gpu_part = usage.gpus * (prices.gpu_hour_usd or 0.0)
     total = hours * (gpu_part + usage.cpus * prices.cpu_hour_usd)
     how = (f"{hours:.4f} h x ({usage.gpus} GPU x ${prices.gpu_hour_usd or 0:g} + "
-           f"{usage.cpus:g} cores x ${prices.cpu_hour_usd:g})")
+           f"{usage.cpus:g} CPU x ${prices.cpu_hour_usd:g})")
     return round(total, 6), how
 
 
@@ -137,13 +146,8 @@ def usage_metrics(usage: PodUsage, cost: float | None) -> dict[str, float]:
 
 def usage_markdown(usage: PodUsage, cost: float | None, how: str) -> str:
     """Lines for the run's Prefect artifact."""
-    requested = ", ".join(part for part in (
-        f"{usage.gpus} GPU" if usage.gpus else None,
-        f"{usage.cpus:g} cores" if usage.cpus is not None else None,
-        f"{usage.memory_mib:g} MiB" if usage.memory_mib is not None else None,
-    ) if part) or "nothing (not a pod of the chart's work pool)"
     money = f"**${cost:.4f}** ({how})" if cost is not None else how
-    return (f"- pod: **{usage.kind.upper()}**, {usage.seconds:.1f} s wall, requested {requested}\n"
+    return (f"- pod: **{usage.kind.upper()}**, {usage.seconds:.1f} s wall, requested {usage.requested}\n"
             f"- cost: {money}\n")
 
 

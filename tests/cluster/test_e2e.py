@@ -278,7 +278,7 @@ def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, inst
     assert metrics["pod_seconds_cpu"] == 0 and 0 < metrics["pod_seconds_gpu"] < 1800, metrics
     expected = metrics["pod_seconds_gpu"] / 3600 * (1 * 2.5 + 0.5 * 0.04)
     assert abs(metrics["cost_usd"] - expected) < 1e-4, (metrics, expected)
-    assert "pod usage: gpu" in logs and "cost $" in logs
+    assert "pod usage: gpu" in logs and "requested 1 GPU, 0.5 CPU, 2048 MiB; cost $" in logs
 
 
 def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, readme, installed, deployed, trained):
@@ -304,7 +304,7 @@ def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, 
     assert validated > 90_000  # the README's `trip-duration generate` writes 100 000 trips a month
     assert rows("predictions/") == validated
     logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={run_id}", "--tail=-1")
-    assert "pod usage: cpu" in logs and "0 GPU, 1.0 cores requested; cost $" in logs, logs[-3000:]
+    assert "pod usage: cpu" in logs and "requested 1 CPU, 4096 MiB; cost $" in logs, logs[-3000:]
 
 
 def test_the_api_refuses_anonymous_calls_and_takes_the_generated_credentials(cluster, installed):

@@ -21,7 +21,7 @@ def test_a_gpu_pod_costs_its_hours_times_gpus_and_requested_cores_at_the_price_t
     cost, how = cost_usd(usage, Prices(gpu_hour_usd=2.5, cpu_hour_usd=0.04))
     assert usage.kind == "gpu"
     assert cost == pytest.approx(0.5 * (1 * 2.5 + 4 * 0.04))  # 1.33
-    assert "0.5000 h x (1 GPU x $2.5 + 4 cores x $0.04)" == how
+    assert "0.5000 h x (1 GPU x $2.5 + 4 CPU x $0.04)" == how
 
 
 def test_a_cpu_pod_needs_no_gpu_price():
@@ -60,7 +60,7 @@ def test_metrics_carry_seconds_by_kind_and_only_what_is_known():
 def test_the_artifact_lines_show_the_cost_or_why_it_is_unknown():
     usage, cost, how = record({**GPU_POD, **PRICES})
     lines = usage_markdown(usage, cost, how)
-    assert "pod: **GPU**" in lines and "requested 1 GPU, 4 cores, 16384 MiB" in lines and f"**${cost:.4f}**" in lines
+    assert "pod: **GPU**" in lines and "requested 1 GPU, 4 CPU, 16384 MiB" in lines and f"**${cost:.4f}**" in lines
     usage, cost, how = record({})
     lines = usage_markdown(usage, cost, how)
     assert cost is None and "requested nothing" in lines and "cost: unknown, missing the pod's CPU request" in lines
