@@ -42,6 +42,9 @@ def _number(env: Mapping[str, str], name: str, fix: str) -> float | None:
     return value
 
 
+_IMPORTED = time.time()
+
+
 def _started_at(in_pod: bool) -> float:
     """Epoch seconds when the flow-run container started (in a pod: its PID 1) or, elsewhere, this process."""
     pid = "1" if in_pod else "self"
@@ -53,8 +56,6 @@ def _started_at(in_pod: bool) -> float:
     except (OSError, ValueError, IndexError, StopIteration):  # not Linux: from this module's import
         return _IMPORTED
 
-
-_IMPORTED = time.time()
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,8 @@ class CommittedReadsHooks:
 
     @hook_impl
     def after_catalog_created(self, catalog) -> None:
+        # The catalog of the session that runs next: a run (kedro run, each of the flows' pipelines) makes
+        # its catalog, then runs its nodes, one session after another in a process.
         self._catalog = catalog
 
     def _target(self, dataset_name: str) -> tuple | None:
