@@ -140,6 +140,9 @@ def test_the_price_table_reaches_flow_run_pods_only_when_set():
 
     priced = runtime({**CASES["default"], "cost": {"gpuHourUsd": 2.5, "cpuHourUsd": 0.04}})
     assert (priced["TRIP_DURATION_COST_GPU_HOUR_USD"], priced["TRIP_DURATION_COST_CPU_HOUR_USD"]) == ("2.5", "0.04")
+    # `helm install --set cost.gpuHourUsd=2.5` passes the decimal as a string (Helm types only integers)
+    typed = runtime({**CASES["default"], "cost": {"gpuHourUsd": "2.5", "cpuHourUsd": "0.04"}})
+    assert (typed["TRIP_DURATION_COST_GPU_HOUR_USD"], typed["TRIP_DURATION_COST_CPU_HOUR_USD"]) == ("2.5", "0.04")
     free = runtime({**CASES["default"], "cost": {"gpuHourUsd": 0, "cpuHourUsd": None}})
     assert free["TRIP_DURATION_COST_GPU_HOUR_USD"] == "0" and "TRIP_DURATION_COST_CPU_HOUR_USD" not in free
     assert not {k for k in runtime(CASES["default"]) if k.startswith("TRIP_DURATION_COST_")}
