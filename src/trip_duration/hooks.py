@@ -68,7 +68,7 @@ class CommittedReadsHooks:
 
     def __init__(self) -> None:
         self._catalog = None
-        self._expected: dict[str, str | None] = {}
+        self._checked: dict[str, tuple[tuple, str | None]] = {}  # dataset -> (its target, the ETag read)
 
     @hook_impl
     def after_catalog_created(self, catalog) -> None:
@@ -87,15 +87,16 @@ class CommittedReadsHooks:
     def before_dataset_loaded(self, dataset_name: str) -> None:
         target = self._target(dataset_name)
         if target is not None:
-            self._expected[dataset_name] = check_committed(*target)
-            logger.info("%s: %s %s, the object its ingest committed (ETag %s)", dataset_name, target[1], target[2],
-                        self._expected[dataset_name])
+            etag = check_committed(*target)
+            self._checked[dataset_name] = (target, etag)
+            logger.info("%s: %s %s, the object its ingest committed (ETag %s)", dataset_name, target[1], target[2], etag)
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str) -> None:
-        target = self._target(dataset_name)
-        if target is not None:
-            check_unchanged(*target, self._expected.pop(dataset_name, None))
+        checked = self._checked.pop(dataset_name, None)
+        if checked is not None:
+            target, etag = checked
+            check_unchanged(*target, etag)
 
     @hook_impl
     def before_dataset_saved(self, dataset_name: str) -> None:

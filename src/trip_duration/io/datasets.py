@@ -203,7 +203,7 @@ class IngestOutcomeDataset(_S3Dataset):
     def save(self, outcome: Any) -> None:
         month, taxi = _month(self.month, "month"), self._taxi()
         bucket = self._bucket()
-        outcome_key = layout.ingest_outcome_key(taxi, month)
+        outcome_key, validated_key = layout.ingest_outcome_key(taxi, month), layout.validated_key(taxi, month)
         s3.delete(bucket, outcome_key)
         report = dict(outcome.schema_report)
         source = report["source_key"]
@@ -216,11 +216,11 @@ class IngestOutcomeDataset(_S3Dataset):
             s3.put_json(bucket, reason_key, report)
             logger.error("refused %s: copied to %s", source, report["quarantined_to"])
             report["ok"] = False  # the month's verdict, whichever check refused it
-            s3.delete(bucket, layout.validated_key(taxi, month))
+            s3.delete(bucket, validated_key)
         else:
             body = to_parquet_bytes(outcome.validated)
-            validated_etag = s3.put(bucket, layout.validated_key(taxi, month), body)
-            written["validated"] = layout.s3_uri(bucket, layout.validated_key(taxi, month))
+            validated_etag = s3.put(bucket, validated_key, body)
+            written["validated"] = layout.s3_uri(bucket, validated_key)
             if s3.exists(bucket, reason_key):  # an earlier refusal of this raw key: superseded, kept
                 old = s3.get_json(bucket, reason_key)
                 old["superseded"] = f"{month} was ingested and accepted since; this copy is kept as evidence"

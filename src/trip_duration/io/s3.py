@@ -45,22 +45,12 @@ def get_bytes(bucket: str, key: str) -> bytes:
         raise
 
 
-def exists(bucket: str, key: str) -> bool:
-    try:
-        client().head_object(Bucket=bucket, Key=key)
-    except ClientError as err:
-        if _missing(err):
-            return False
-        raise
-    return True
-
-
 def put(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
     """One PutObject: the object appears whole or not at all, and replaces any older one. Returns the
     ETag S3 gave it (what a reader compares to know it reads this object, not a later one)."""
-    etag = client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
+    tag = client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)["ETag"]
     logger.info("wrote s3://%s/%s (%d bytes)", bucket, key, len(body))
-    return etag
+    return tag
 
 
 def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
@@ -77,6 +67,10 @@ def etag(bucket: str, key: str) -> str | None:
         if _missing(err):
             return None
         raise
+
+
+def exists(bucket: str, key: str) -> bool:
+    return etag(bucket, key) is not None
 
 
 def get_json(bucket: str, key: str) -> Any:
