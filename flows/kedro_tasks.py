@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -103,20 +104,42 @@ def _touches_io(node, catalog) -> bool:
     return False
 
 
-def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None = None):
-    """Run ``pipeline_name`` with run-time ``params``, a Prefect task per node; returns the catalog."""
+def runtime_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys nested, as ``kedro run --params training.device=cuda`` does: Kedro merges run-time
+    parameters by their top-level key, so a dotted key given as is would be ignored."""
+    nested: dict[str, Any] = {}
+    for key, value in params.items():
+        *parents, leaf = key.split(".")
+        level = nested
+        for part in parents:
+            level = level.setdefault(part, {})
+        level[leaf] = value
+    return nested
+
+
+def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None = None,
+                 before: dict[str, Callable[[], None]] | None = None):
+    """Run ``pipeline_name`` with run-time ``params``, a Prefect task per node; returns the catalog.
+    ``before={node name: fn}`` calls ``fn`` in the flow before that node's task starts (the training run
+    waits there for its GPU fit's model)."""
+    before = dict(before or {})
     bootstrap_project(PROJECT_ROOT)
     _forward_project_logs()
     prefix = label or pipeline_name
     # As `kedro run --pipeline` does: import (and validate the parameters of) this pipeline only.
     pipelines.set_requested([pipeline_name])
-    with KedroSession.create(project_path=PROJECT_ROOT, runtime_params=params) as session:
+    with KedroSession.create(project_path=PROJECT_ROOT, runtime_params=runtime_params(params)) as session:
         catalog = session.load_context().catalog
         pipeline = pipelines[pipeline_name]
         hook_manager = session._hook_manager  # noqa: SLF001 - the hooks Kedro itself would call
         for dataset in pipeline.datasets():
             catalog.get(dataset, fallback_to_runtime_pattern=True)
+        unknown = set(before) - {node.name for node in pipeline.nodes}
+        if unknown:
+            raise ValueError(f"before= names no node of {pipeline_name}: {sorted(unknown)}")
         for node in pipeline.nodes:  # topologically sorted
+            if node.name in before:
+                before[node.name]()
             node_task = task(
                 _run_node,
                 name=node.name,
@@ -133,28 +156,36 @@ def run_pipeline(pipeline_name: str, params: dict[str, Any], label: str | None =
         return catalog
 
 
-def _log_usage_to_mlflow(run_id: str, metrics: dict[str, float]) -> None:
-    from mlflow.entities import Metric
+def _log_usage_to_mlflow(run_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     stamp = int(time.time() * 1000)
-    MlflowClient().log_batch(run_id, metrics=[Metric(key, value, stamp, 0) for key, value in metrics.items()])
+    MlflowClient().log_batch(run_id, metrics=[Metric(key, value, stamp, 0) for key, value in metrics.items()],
+                             tags=[RunTag(key, value) for key, value in tags.items()])
 
 
-def record_usage(mlflow_run_id: str | None = None) -> str:
-    """This run's pod usage and cost (trip_duration.cost), logged as metrics of ``mlflow_run_id`` when given
-    (a task with the I/O retry policy; if MLflow stays away, a WARNING: a training that registered and
-    gated its model is not failed for its cost record); returns the artifact's lines."""
-    from trip_duration.cost import record, usage_markdown, usage_metrics
+def record_usage(mlflow_run_id: str | None = None, others: list | None = None, unknown: dict[str, str] | None = None,
+                 tags: dict[str, str] | None = None) -> str:
+    """This run's usage and cost (trip_duration.cost): this pod's, plus ``others`` (the training run's GPU fit,
+    a ``PodCost``) and ``unknown`` (pods whose usage could not be read: label -> why). One log line per pod and
+    the run's cost; logged as metrics (and ``tags``) of ``mlflow_run_id`` when given (a task with the I/O retry
+    policy; if MLflow stays away, a WARNING: a training that registered and gated its model is not failed for
+    its cost record). Returns the artifact's lines."""
+    from trip_duration.cost import record, run_cost_text, usage_markdown, usage_metrics
 
-    usage, cost, how = record()
+    pods = [record(), *(others or [])]
     if mlflow_run_id:
         state = task(_log_usage_to_mlflow, name="record_usage", **task_options(io_node=True, compute=False),
-                     cache_policy=NO_CACHE, persist_result=False)(mlflow_run_id, usage_metrics(usage, cost),
-                                                                  return_state=True)
+                     cache_policy=NO_CACHE, persist_result=False)(mlflow_run_id, usage_metrics(pods, unknown),
+                                                                  tags or {}, return_state=True)
         if not state.is_completed():
-            _run_logger().warning("the pod's usage was not recorded in MLflow run %s (%s): it is in this "
+            _run_logger().warning("the pods' usage was not recorded in MLflow run %s (%s): it is in this "
                                   "run's artifact and log", mlflow_run_id, state.message)
-    _run_logger().info("pod usage: %s, %.1f s, requested %s; cost %s", usage.kind, usage.seconds, usage.requested,
-                       f"${cost:.4f}" if cost is not None else how)
-    return usage_markdown(usage, cost, how)
+    logger = _run_logger()
+    for pod in pods:
+        logger.info("pod usage: %s (%s)", pod.usage_line(), pod.label)
+    for label, why in (unknown or {}).items():
+        logger.warning("pod usage: unknown for %s: %s", label, why)
+    logger.info("run cost: %s", run_cost_text(pods, unknown))
+    return usage_markdown(pods, unknown)

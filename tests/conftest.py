@@ -85,12 +85,15 @@ def put_month(stack: Stack, month: str, rows: int = 20_000, seed: int = 7, taxi:
 
 
 def kedro_run(pipeline: str, **params) -> dict:
-    """Run a project pipeline in a real KedroSession, like `kedro run --pipeline ... --params ...`."""
+    """Run a project pipeline in a real KedroSession, like `kedro run --pipeline ... --params ...` (dotted keys
+    nested as that does)."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
+    from flows.kedro_tasks import runtime_params
+
     bootstrap_project(ROOT)
-    with KedroSession.create(project_path=ROOT, runtime_params=params) as session:
+    with KedroSession.create(project_path=ROOT, runtime_params=runtime_params(params)) as session:
         return session.run(pipeline_names=[pipeline])
 
 

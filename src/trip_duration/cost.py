@@ -129,31 +129,90 @@ def cost_usd(usage: PodUsage, prices: Prices) -> tuple[float | None, str]:
     return round(total, 6), how
 
 
-def usage_metrics(usage: PodUsage, cost: float | None) -> dict[str, float]:
-    """MLflow metrics of the run: seconds by pod kind, the requests that are known, the cost when known."""
-    metrics = {
-        "pod_seconds_gpu": round(usage.seconds, 1) if usage.kind == "gpu" else 0.0,
-        "pod_seconds_cpu": round(usage.seconds, 1) if usage.kind == "cpu" else 0.0,
-        "requested_gpus": float(usage.gpus),
-    }
-    if usage.cpus is not None:
-        metrics["requested_cpus"] = usage.cpus
-    if usage.memory_mib is not None:
-        metrics["requested_memory_mib"] = usage.memory_mib
-    if cost is not None:
-        metrics["cost_usd"] = cost
+@dataclass(frozen=True)
+class PodCost:
+    """One pod of a run (``label``: which), its usage and its cost (None: unknown, ``how`` says why)."""
+
+    label: str
+    usage: PodUsage
+    cost: float | None
+    how: str
+
+    def usage_line(self) -> str:
+        """``gpu, 12.0 s, requested 1 GPU, 4 CPU, 16384 MiB; cost $0.0083`` (the run's log line)."""
+        money = f"${self.cost:.4f}" if self.cost is not None else self.how
+        return f"{self.usage.kind}, {self.usage.seconds:.1f} s, requested {self.usage.requested}; cost {money}"
+
+    def to_json(self) -> dict:
+        """What a fit pod leaves beside its model (usage.json) for the training run to count."""
+        return {"seconds": self.usage.seconds, "cpus": self.usage.cpus, "memory_mib": self.usage.memory_mib,
+                "gpus": self.usage.gpus, "cost_usd": self.cost, "how": self.how}
+
+    @classmethod
+    def from_json(cls, data: object, label: str) -> PodCost:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{label}: its usage record is a {type(data).__name__}, not an object")
+        try:
+            usage = PodUsage(seconds=float(data["seconds"]),
+                             cpus=None if data["cpus"] is None else float(data["cpus"]),
+                             memory_mib=None if data["memory_mib"] is None else float(data["memory_mib"]),
+                             gpus=int(data["gpus"]))
+            cost = None if data["cost_usd"] is None else float(data["cost_usd"])
+            return cls(label=label, usage=usage, cost=cost, how=str(data["how"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"{label}: its usage record is not one this project writes ({err!r})") from err
+
+
+def total_cost(pods: list[PodCost], unknown: dict[str, str] | None = None) -> float | None:
+    """The run's cost: the sum over its pods, only when every pod's cost is known."""
+    if unknown or any(pod.cost is None for pod in pods):
+        return None
+    return round(sum(pod.cost for pod in pods), 6)
+
+
+def usage_metrics(pods: list[PodCost], unknown: dict[str, str] | None = None) -> dict[str, float]:
+    """MLflow metrics of a run made of ``pods`` (the training run's own and its GPU fit's): seconds by pod kind,
+    GPUs requested, the CPU and memory requests known, by pod kind, and the cost when every pod's is known."""
+    metrics = {"pod_seconds_gpu": 0.0, "pod_seconds_cpu": 0.0, "requested_gpus": 0.0}
+    for pod in pods:
+        kind = pod.usage.kind
+        metrics[f"pod_seconds_{kind}"] = round(metrics[f"pod_seconds_{kind}"] + pod.usage.seconds, 1)
+        metrics["requested_gpus"] += pod.usage.gpus
+        for name, value in (("cpus", pod.usage.cpus), ("memory_mib", pod.usage.memory_mib)):
+            if value is not None:
+                key = f"requested_{name}_{kind}_pod"
+                metrics[key] = metrics.get(key, 0.0) + value
+    total = total_cost(pods, unknown)
+    if total is not None:
+        metrics["cost_usd"] = total
     return metrics
 
 
-def usage_markdown(usage: PodUsage, cost: float | None, how: str) -> str:
-    """Lines for the run's Prefect artifact."""
-    money = f"**${cost:.4f}** ({how})" if cost is not None else how
-    return (f"- pod: **{usage.kind.upper()}**, {usage.seconds:.1f} s wall, requested {usage.requested}\n"
-            f"- cost: {money}\n")
+def usage_markdown(pods: list[PodCost], unknown: dict[str, str] | None = None) -> str:
+    """Lines for the run's Prefect artifact: one per pod, then the run's cost."""
+    lines = []
+    for pod in pods:
+        money = f"**${pod.cost:.4f}** ({pod.how})" if pod.cost is not None else pod.how
+        lines.append(f"- {pod.label}: **{pod.usage.kind.upper()}** pod, {pod.usage.seconds:.1f} s wall, "
+                     f"requested {pod.usage.requested}; cost {money}\n")
+    for label, why in (unknown or {}).items():
+        lines.append(f"- {label}: usage unknown ({why})\n")
+    total = total_cost(pods, unknown)
+    lines.append(f"- run cost: {f'**${total:.4f}**' if total is not None else run_cost_text(pods, unknown)}\n")
+    return "".join(lines)
 
 
-def record(env: Mapping[str, str] | None = None) -> tuple[PodUsage, float | None, str]:
-    """This run's usage and cost now (the flows call it when they write their report)."""
+def run_cost_text(pods: list[PodCost], unknown: dict[str, str] | None = None) -> str:
+    """``$0.0123``, or what is not known."""
+    total = total_cost(pods, unknown)
+    if total is not None:
+        return f"${total:.4f}"
+    missing = [pod.label for pod in pods if pod.cost is None] + list(unknown or {})
+    return "unknown (not known for: " + ", ".join(missing) + ")"
+
+
+def record(env: Mapping[str, str] | None = None, label: str = "this run's pod") -> PodCost:
+    """This pod's usage and cost now (the flows call it when they write their report)."""
     usage = PodUsage.of_this_run(env)
     cost, how = cost_usd(usage, Prices.from_env(env))
-    return usage, cost, how
+    return PodCost(label=label, usage=usage, cost=cost, how=how)

@@ -35,3 +35,7 @@ class DiskFullError(TripDurationError):
 
 class BatchTooLargeError(TripDurationError):
     """An inference batch would not fit in the memory this run can use: refused before it is read."""
+
+
+class FitFailedError(TripDurationError):
+    """The training run's GPU fit (a run of the ``fit`` deployment) failed, was cancelled or never finished."""

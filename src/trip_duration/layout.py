@@ -10,6 +10,8 @@ reports/ingest/taxi={taxi}/year=YYYY/month=MM/schema.json  schema verdict (and l
 reports/ingest/taxi={taxi}/year=YYYY/month=MM/rows.json    row-level filter counts
 reports/ingest/taxi={taxi}/year=YYYY/month=MM/outcome.json the month's ingest outcome, written last: readers require it
 reports/promotion/taxi={taxi}/train=YYYY-MM/version=N.json promotion gate decision
+candidates/taxi={taxi}/train=YYYY-MM/fit=<flow run id>/model.json  a GPU fit's model (JSON + UBJSON booster)
+candidates/taxi={taxi}/train=YYYY-MM/fit=<flow run id>/usage.json  that fit pod's seconds and requests
 predictions/taxi={taxi}/<batch>/model_version=N/predictions.parquet
 reports/inference/taxi={taxi}/<batch>/model_version=N/summary.json
 mlflow/                                                    MLflow artifacts (via the tracking server)
@@ -62,6 +64,12 @@ def rejected_rows_key(taxi: str, month: Month) -> str:
 
 def promotion_report_key(taxi: str, train_month: Month, version: int | str) -> str:
     return f"reports/promotion/taxi={taxi}/train={train_month}/version={version}.json"
+
+
+def candidate_key(taxi: str, train_month: Month, fit_run: str, name: str = "model.json") -> str:
+    """What one run of the ``fit`` deployment wrote (README, "Only the fit on the GPU"): keyed by its flow run,
+    so a fit that is run again never overwrites the model another training run is evaluating."""
+    return f"candidates/taxi={taxi}/train={train_month}/fit={fit_run}/{name}"
 
 
 def predictions_key(taxi: str, batch: DateRange, model_version: int | str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import warnings
@@ -12,8 +13,10 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.linear_model import LinearRegression
 
+from trip_duration.errors import UntrustedModelError
 from trip_duration.features import (
     MODEL_FEATURES,
+    N_ZONE_IDS,
     ZonePace,
     fit_one_hot_vocabulary,
     one_hot,
@@ -21,6 +24,9 @@ from trip_duration.features import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: How a fitted model travels from the fit's pod to the training run's pod: data only, never a pickle.
+MODEL_FORMAT = "trip-duration-model/1"
 
 
 @dataclass
@@ -60,6 +66,41 @@ class TripDurationModel:
         # Serve anywhere: a model trained on a GPU predicts on CPU nodes without warnings.
         booster.set_param({"device": "cpu"})
         return cls(pace=pace, booster=booster, trained_on=device)
+
+    def to_bytes(self) -> bytes:
+        """The model as JSON (``MODEL_FORMAT``): zone paces as lists, the booster as base64 UBJSON. Data,
+        never code: the fit pod hands it to the training run's pod (README, "Only the fit on the GPU")."""
+        return json.dumps({
+            "format": MODEL_FORMAT,
+            "trained_on": self.trained_on,
+            "features": self.features,
+            "pickup_pace": self.pace.pickup.tolist(),
+            "dropoff_pace": self.pace.dropoff.tolist(),
+            "booster_ubj": base64.b64encode(bytes(self.booster.save_raw(raw_format="ubj"))).decode(),
+        }).encode()
+
+    @classmethod
+    def from_bytes(cls, body: bytes, source: str) -> TripDurationModel:
+        """The model :meth:`to_bytes` wrote; anything else is refused, naming ``source``."""
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+                raise ValueError(f"format {data.get('format') if isinstance(data, dict) else type(data).__name__!r}")
+            booster = xgb.Booster()
+            booster.load_model(bytearray(base64.b64decode(data["booster_ubj"], validate=True)))
+            pace = ZonePace(pickup=np.asarray(data["pickup_pace"], dtype=np.float32),
+                            dropoff=np.asarray(data["dropoff_pace"], dtype=np.float32))
+            if len(pace.pickup) != N_ZONE_IDS or len(pace.dropoff) != N_ZONE_IDS:
+                raise ValueError(f"zone paces of {len(pace.pickup)} and {len(pace.dropoff)} zones, not {N_ZONE_IDS}")
+            model = cls(pace=pace, booster=booster, trained_on=str(data["trained_on"]), features=list(data["features"]))
+        except (ValueError, KeyError, TypeError, xgb.core.XGBoostError) as err:
+            raise UntrustedModelError(
+                f"{source} is not a fitted model this project wrote ({MODEL_FORMAT}: JSON with a UBJSON booster): "
+                f"{' '.join(str(err).split())[:200]}; run the fit again (the training flow starts a new one)") from err
+        if model.features != MODEL_FEATURES:
+            raise UntrustedModelError(f"{source} has features {model.features}, this code expects {MODEL_FEATURES}: "
+                                      "fit it again with this code")
+        return model
 
     def predict(self, trips: pd.DataFrame) -> np.ndarray:
         # A duration is never negative; trees fitted on short trips can undershoot slightly.

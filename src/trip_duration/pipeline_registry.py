@@ -1,4 +1,5 @@
-"""Project pipelines: ``ingest`` (one month), ``training`` (months M, M+1), ``inference`` (a batch).
+"""Project pipelines: ``ingest`` (one month), ``training`` (months M, M+1), ``inference`` (a batch), and
+``training`` in two parts for two pods: ``fit`` (XGBoost, on the GPU) and ``evaluation`` (the rest).
 
 Only the requested pipelines are imported: ``kedro run --pipelines inference`` (and our
 flows, through ``pipelines.set_requested``) never import pandera or the training code.

@@ -29,6 +29,7 @@ def deployed(flow_stack):
         return {
             "train": client.read_deployment_by_name("training/train"),
             "train-green": client.read_deployment_by_name("training/train-green"),
+            "fit": client.read_deployment_by_name("training-fit/fit"),
             "infer": client.read_deployment_by_name("inference/infer"),
             "infer-green": client.read_deployment_by_name("inference/infer-green"),
             "pool": client.read_work_pool(POOL),
@@ -41,18 +42,27 @@ def test_pool_has_the_chart_template(deployed):
     assert {"gpu_limit", "node_selector", "tolerations", "env_from"} <= set(pool.base_job_template["variables"]["properties"])
 
 
-def test_train_goes_to_the_gpu_queue_with_a_gpu(deployed):
-    train = deployed["train"]
-    assert (train.work_pool_name, train.work_queue_name) == (POOL, "gpu")
-    assert train.job_variables["gpu_limit"] == "1"
-    assert train.job_variables["node_selector"] == {"nvidia.com/gpu.present": "true"}
-    assert train.job_variables["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert train.job_variables["image"] == "registry.example/trip-duration:test"
+def test_train_goes_to_the_cpu_queue_and_only_its_fit_to_the_gpu_queue_with_a_gpu(deployed):
+    """README, "Only the fit on the GPU": train asks for no GPU; fit (no schedule, started by train) does."""
+    train, fit = deployed["train"], deployed["fit"]
+    assert (train.work_pool_name, train.work_queue_name) == (POOL, "cpu")
+    assert not {"gpu_limit", "node_selector", "tolerations"} & set(train.job_variables)
+    assert (train.job_variables["cpu_request"], train.job_variables["memory_request"]) == ("2", "8Gi")
+    assert train.job_variables["mlflow_identity"] == "trainer" and "mlflow_identity" not in fit.job_variables
+    assert (fit.work_pool_name, fit.work_queue_name, fit.schedules) == (POOL, "gpu", [])
+    assert fit.job_variables["gpu_limit"] == "1"
+    assert fit.job_variables["node_selector"] == {"nvidia.com/gpu.present": "true"}
+    assert fit.job_variables["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert fit.enforce_parameter_schema and fit.parameters == {"device": "auto"} and fit.pull_steps == train.pull_steps
+    assert set(fit.parameter_openapi_schema["properties"]) == {"train_month", "taxi", "device"}
+    assert train.job_variables["image"] == "registry.example/trip-duration:test" == fit.job_variables["image"]
     assert [s.schedule.cron for s in train.schedules] == ["0 3 5 * *"]
     assert train.global_concurrency_limit.limit == 1
     assert train.concurrency_options.collision_strategy == "ENQUEUE"
     assert train.enforce_parameter_schema and train.parameters == {"device": "auto", "taxi": "yellow"}
-    assert set(train.parameter_openapi_schema["properties"]) == {"train_month", "valid_month", "device", "taxi"}
+    assert set(train.parameter_openapi_schema["properties"]) == {"train_month", "valid_month", "device", "taxi",
+                                                                  "fit_on", "fit_job_variables"}
+    assert train.parameter_openapi_schema["properties"]["fit_on"]["enum"] == ["gpu-queue", "this-pod"]
     assert train.parameter_openapi_schema["properties"]["taxi"]["enum"] == ["yellow", "green"]
 
 
@@ -67,10 +77,10 @@ def test_infer_goes_to_the_cpu_queue_without_a_gpu(deployed):
     assert infer.parameters["taxi"] == "yellow"
 
 
-def test_green_training_has_its_own_deployment_schedule_and_slot_on_the_gpu_queue(deployed):
+def test_green_training_has_its_own_deployment_schedule_and_slot(deployed):
     """The type is a deployment parameter, not a schedule's (Prefect 3.8 resets those on pause/resume)."""
     green, yellow = deployed["train-green"], deployed["train"]
-    assert green.parameters == {"device": "auto", "taxi": "green"} and green.work_queue_name == "gpu"
+    assert green.parameters == {"device": "auto", "taxi": "green"} and green.work_queue_name == "cpu"
     assert green.job_variables == yellow.job_variables and green.pull_steps == yellow.pull_steps
     assert [s.schedule.cron for s in green.schedules] == ["0 3 6 * *"] and not green.schedules[0].parameters
     assert green.global_concurrency_limit.id != yellow.global_concurrency_limit.id

@@ -119,6 +119,41 @@ def test_a_retried_training_run_registers_one_version_and_finds_it_again(trained
     assert report["training_run"] == key and report["promoted"] is False and report["registration_reused"] is True
 
 
+def test_fit_then_evaluation_is_training_split_across_two_pods(trained, monkeypatch):
+    """README, "Only the fit on the GPU": `fit` writes the model to candidates/ as JSON, `evaluation` reads it;
+    together they give exactly the one-pod training's model (same data, same seed: same RMSE)."""
+    client = MlflowClient()
+    first = client.get_run(client.get_model_version("trip-duration-yellow", "1").run_id).data.metrics["model_rmse"]
+    kedro_run("fit", train_month="2023-01", fit_run="fit-run-1")
+    key = "candidates/taxi=yellow/train=2023-01/fit=fit-run-1/model.json"
+    body = _s3(trained).get_object(Bucket=trained.bucket, Key=key)["Body"].read()
+    assert json.loads(body)["format"] == "trip-duration-model/1"
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "5a0c3f0e-0000-4000-8000-splitrun0001")
+    before = _versions(client)
+    kedro_run("evaluation", train_month="2023-01", fit_run="fit-run-1")
+    (version,) = _versions(client) - before
+    run = client.get_run(client.get_model_version("trip-duration-yellow", str(version)).run_id)
+    assert run.data.metrics["model_rmse"] == first
+    report = _json(trained, f"reports/promotion/taxi=yellow/train=2023-01/version={version}.json")
+    assert report["promoted"] is False and report["model_rmse"] == first  # not better than itself: gated
+
+
+def test_an_evaluation_without_its_fits_model_fails_naming_the_fit_and_registers_nothing(trained):
+    from trip_duration.errors import DataNotFoundError
+    from trip_duration.logs import project_error
+
+    client = MlflowClient()
+    before = _versions(client)
+    with pytest.raises(Exception) as failed:  # Kedro wraps a dataset's error in its DatasetError
+        kedro_run("evaluation", train_month="2023-01", fit_run="never-ran")
+    assert isinstance(project_error(failed.value), DataNotFoundError)
+    assert str(project_error(failed.value)) == (
+        f"s3://{trained.bucket}/candidates/taxi=yellow/train=2023-01/fit=never-ran/model.json does not exist: fit run "
+        "never-ran has not written its model (it failed, or has not finished); kubectl logs -l "
+        "prefect.io/flow-run-id=never-ran")
+    assert _versions(client) == before
+
+
 def test_the_gate_moves_the_alias_only_from_the_champion_it_compared_and_is_idempotent(trained):
     """The gate re-reads @champion: a stale comparison never promotes; a retry after the move reports it."""
     from trip_duration.io.registry import Registration, apply_promotion

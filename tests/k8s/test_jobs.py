@@ -28,21 +28,32 @@ def _pod(job):
 
 
 def test_a_job_per_deployment_and_each_is_valid_kubernetes(jobs):
-    assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "train-green", "infer", "infer-green", "backfill"}
+    assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "train-green", "fit", "infer", "infer-green",
+                                                                   "backfill"}
     for job in jobs.values():
         validate(job)
         assert job["spec"]["completions"] == 1 and "completions" not in _pod(job)
         assert job["spec"]["ttlSecondsAfterFinished"] == 3600
 
 
-@pytest.mark.parametrize("name", ["train", "train-green"])
-def test_train_asks_for_a_gpu_node(jobs, name):
-    pod = _pod(jobs[name])
+def test_only_the_fit_asks_for_a_gpu_node(jobs):
+    """README, "Only the fit on the GPU": of every deployment's Job, fit's alone asks for a GPU."""
+    pod = _pod(jobs["fit"])
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert container["args"] == ["prefect", "flow-run", "execute"]
+    assert [n for n, job in jobs.items() if "nvidia.com/gpu" in _pod(job)["containers"][0]["resources"].get(
+        "limits", {})] == ["fit"]
+
+
+@pytest.mark.parametrize("name", ["train", "train-green"])
+def test_train_runs_on_cpu_nodes_with_room_for_both_months(jobs, name):
+    pod = _pod(jobs[name])
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
+    assert pod["containers"][0]["resources"]["limits"] == {"memory": "12Gi"}
 
 
 @pytest.mark.parametrize("name", ["infer", "infer-green", "backfill"])
@@ -66,8 +77,8 @@ def test_labels_for_kubectl_logs_and_chart_wiring(jobs):
         for var, entry in env.items():  # a secret reaches the pod by reference only
             if "SECRET" in var or "PASSWORD" in var or "AUTH_STRING" in var or "API_KEY" in var:
                 assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], entry
-        identity = {"train": "trainer", "train-green": "trainer", "infer": "reader", "infer-green": "reader",
-                    "backfill": "reader"}[name]  # only train moves the champion
+        identity = {"train": "trainer", "train-green": "trainer", "fit": "reader", "infer": "reader",
+                    "infer-green": "reader", "backfill": "reader"}[name]  # only train moves the champion
         assert env["MLFLOW_TRACKING_USERNAME"]["value"] == identity
         assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == f"{identity}-password"
         assert {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"]} == {"work": "1Gi", "tmp": "8Gi", "cache": "2Gi"}
@@ -82,7 +93,8 @@ def test_unknown_job_variable_fails_the_build():
         build_job(deployment, json.loads((ROOT / "helm/trip-duration/files/base-job-template.json").read_text()))
 
 
-@pytest.mark.parametrize(("name", "gpus"), [("train", "1"), ("train-green", "1"), ("infer", None), ("backfill", None)])
+@pytest.mark.parametrize(("name", "gpus"), [("train", None), ("train-green", None), ("fit", "1"), ("infer", None),
+                                             ("backfill", None)])
 def test_every_pod_says_what_it_requested_for_its_cost_record(jobs, name, gpus):
     """trip_duration/cost.py reads these: CPU and memory from the downward API, GPUs from gpu_limit."""
     env = {e["name"]: e for e in _pod(jobs[name])["containers"][0]["env"]}

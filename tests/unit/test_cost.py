@@ -6,7 +6,17 @@ import time
 
 import pytest
 
-from trip_duration.cost import PodUsage, Prices, cost_usd, record, usage_markdown, usage_metrics
+from trip_duration.cost import (
+    PodCost,
+    PodUsage,
+    Prices,
+    cost_usd,
+    record,
+    run_cost_text,
+    total_cost,
+    usage_markdown,
+    usage_metrics,
+)
 from trip_duration.errors import ConfigError
 
 GPU_POD = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "TRIP_DURATION_POD_CPU_MILLICORES": "4000",
@@ -49,21 +59,56 @@ def test_the_pod_says_what_it_requested_through_its_environment():
     assert local.cpus is None and local.gpus == 0 and 0 < local.seconds < 24 * 3600
 
 
-def test_metrics_carry_seconds_by_kind_and_only_what_is_known():
-    gpu = usage_metrics(PodUsage(100.04, 4.0, 16384, 1), 1.25)
-    assert gpu == {"pod_seconds_gpu": 100.0, "pod_seconds_cpu": 0.0, "requested_gpus": 1.0, "requested_cpus": 4.0,
-                   "requested_memory_mib": 16384, "cost_usd": 1.25}
-    local = usage_metrics(PodUsage(7.0, None, None, 0), None)
+def _pod(label, usage, prices=Prices(2.5, 0.04)):
+    return PodCost(label, usage, *cost_usd(usage, prices))
+
+
+def test_metrics_of_a_training_run_and_its_gpu_fit_add_both_pods_by_kind():
+    """README, "Cost per run": the training run's metrics cover its own (CPU) pod and its fit's (GPU) pod."""
+    train = _pod("this run's pod", PodUsage(300.04, 2.0, 8192, 0))
+    fit = _pod("GPU fit run a (1)", PodUsage(100.04, 4.0, 16384, 1))
+    metrics = usage_metrics([train, fit])
+    assert metrics == {"pod_seconds_gpu": 100.0, "pod_seconds_cpu": 300.0, "requested_gpus": 1.0,
+                       "requested_cpus_cpu_pod": 2.0, "requested_memory_mib_cpu_pod": 8192,
+                       "requested_cpus_gpu_pod": 4.0, "requested_memory_mib_gpu_pod": 16384,
+                       "cost_usd": pytest.approx(train.cost + fit.cost)}
+    assert metrics["cost_usd"] == pytest.approx(300.04 / 3600 * 2 * 0.04 + 100.04 / 3600 * (2.5 + 4 * 0.04), abs=1e-6)
+    local = usage_metrics([_pod("this run's pod", PodUsage(7.0, None, None, 0))])
     assert local == {"pod_seconds_gpu": 0.0, "pod_seconds_cpu": 7.0, "requested_gpus": 0.0}
 
 
-def test_the_artifact_lines_show_the_cost_or_why_it_is_unknown():
-    usage, cost, how = record({**GPU_POD, **PRICES})
-    lines = usage_markdown(usage, cost, how)
-    assert "pod: **GPU**" in lines and "requested 1 GPU, 4 CPU, 16384 MiB" in lines and f"**${cost:.4f}**" in lines
-    usage, cost, how = record({})
-    lines = usage_markdown(usage, cost, how)
-    assert cost is None and "requested nothing" in lines and "cost: unknown, missing the pod's CPU request" in lines
+def test_the_run_cost_is_given_only_when_every_pods_cost_is_known():
+    train = _pod("this run's pod", PodUsage(300, 2.0, 8192, 0))
+    fit = _pod("GPU fit run a (1)", PodUsage(100, 4.0, 16384, 1))
+    assert total_cost([train, fit]) == pytest.approx(train.cost + fit.cost)
+    assert total_cost([train], {"GPU fit run a (1)": "no usage.json"}) is None
+    assert "cost_usd" not in usage_metrics([train], {"GPU fit run a (1)": "no usage.json"})
+    unpriced = _pod("GPU fit run a (1)", PodUsage(100, 4.0, None, 1), Prices(None, 0.04))
+    assert total_cost([train, unpriced]) is None
+    assert run_cost_text([train, unpriced]) == "unknown (not known for: GPU fit run a (1))"
+
+
+def test_a_fit_pods_usage_travels_as_json_and_a_bad_record_is_refused_naming_it():
+    fit = _pod("this fit's pod", PodUsage(100, 4.0, 16384, 1))
+    again = PodCost.from_json(fit.to_json(), "GPU fit run a (1)")
+    assert (again.usage, again.cost, again.how, again.label) == (fit.usage, fit.cost, fit.how, "GPU fit run a (1)")
+    with pytest.raises(ConfigError, match=r"GPU fit run a \(1\): its usage record is a list, not an object"):
+        PodCost.from_json([1], "GPU fit run a (1)")
+    with pytest.raises(ConfigError, match="GPU fit run a .1.: its usage record is not one this project writes"):
+        PodCost.from_json({"seconds": "soon"}, "GPU fit run a (1)")
+
+
+def test_the_artifact_lines_show_each_pod_the_run_cost_or_why_it_is_unknown():
+    pod = record({**GPU_POD, **PRICES})
+    lines = usage_markdown([pod])
+    assert "this run's pod: **GPU** pod" in lines and "requested 1 GPU, 4 CPU, 16384 MiB" in lines
+    assert f"run cost: **${pod.cost:.4f}**" in lines
+    assert pod.usage_line().startswith("gpu, ") and f"requested 1 GPU, 4 CPU, 16384 MiB; cost ${pod.cost:.4f}" in pod.usage_line()
+    local = record({})
+    lines = usage_markdown([local], {"GPU fit run a (1)": "s3://b/k: does not exist"})
+    assert local.cost is None and "requested nothing" in lines and "cost unknown, missing the pod's CPU request" in lines
+    assert "GPU fit run a (1): usage unknown (s3://b/k: does not exist)" in lines
+    assert "run cost: unknown (not known for: this run's pod, GPU fit run a (1))" in lines
 
 
 @pytest.mark.parametrize(("name", "value"), [

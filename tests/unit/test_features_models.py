@@ -64,3 +64,25 @@ def test_device_resolution_on_this_machine():
     assert resolve_device("auto") in {"cpu", "cuda"}
     with pytest.raises(ValueError, match="training.device"):
         resolve_device("tpu")
+
+
+def test_a_fitted_model_travels_as_json_and_predicts_the_same():
+    """README, "Only the fit on the GPU": the fit pod hands its model over as JSON + UBJSON, never a pickle."""
+    from trip_duration.models import MODEL_FORMAT
+
+    train, valid = _clean("2023-01", 5_000), _clean("2023-02", 2_000)
+    model = TripDurationModel.fit(train, duration_minutes(train), {"n_estimators": 20}, "cpu")
+    body = model.to_bytes()
+    assert body.startswith(b"{") and b"pickle" not in body and MODEL_FORMAT.encode() in body
+    again = TripDurationModel.from_bytes(body, "s3://b/candidates/x/model.json")
+    assert np.array_equal(again.predict(valid), model.predict(valid))
+    assert (again.trained_on, again.features) == ("cpu", MODEL_FEATURES)
+
+
+@pytest.mark.parametrize("body", [b"\x80\x04\x95 a pickle", b'{"format": "other/1"}', b'[1, 2]',
+                                  b'{"format": "trip-duration-model/1", "booster_ubj": "!!"}'])
+def test_anything_but_a_fitted_model_is_refused_naming_its_source(body):
+    from trip_duration.errors import UntrustedModelError
+
+    with pytest.raises(UntrustedModelError, match=r"s3://b/k/model.json is not a fitted model this project wrote"):
+        TripDurationModel.from_bytes(body, "s3://b/k/model.json")

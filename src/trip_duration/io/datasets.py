@@ -371,3 +371,38 @@ class PromotionReportDataset(_S3Dataset):
         if self._last is None:
             raise DatasetError("the promotion report is only readable after this run saved it")
         return self._last
+
+
+class FittedModelDataset(_S3Dataset):
+    """The XGBoost model one run of the ``fit`` deployment fitted (README, "Only the fit on the GPU"), at
+    ``candidates/taxi={taxi}/train={train_month}/fit={fit_run}/model.json``: JSON with a UBJSON booster
+    (``TripDurationModel.to_bytes``), never a pickle; anything else is refused on load.
+
+    why custom: the key holds the fit's flow run, and the format is ours (data, not code)."""
+
+    def __init__(self, train_month: str | None = None, fit_run: str | None = None, taxi: str = DEFAULT_TAXI):
+        self.train_month, self.fit_run, self.taxi = train_month, fit_run, taxi
+        self._loaded: tuple[str, Any] | None = None  # evaluate and register_model read it: fetched once
+
+    def _key(self) -> str:
+        if self.fit_run in (None, "", "null"):
+            raise ConfigError("parameter fit_run is not set: set fit_run=<the fit's flow run id> (the training "
+                              "flow sets it; kedro run --pipeline fit --params fit_run=<any id>,train_month=YYYY-MM)")
+        return layout.candidate_key(self._taxi(), _month(self.train_month, "train_month"), str(self.fit_run))
+
+    def save(self, model: Any) -> None:
+        s3.put_bytes(self._bucket(), self._key(), model.to_bytes(), content_type="application/json")
+
+    def load(self) -> Any:
+        from trip_duration.models import TripDurationModel
+
+        bucket, key = self._bucket(), self._key()
+        if self._loaded is None or self._loaded[0] != key:
+            try:
+                body = s3.get_bytes(bucket, key)
+            except DataNotFoundError as err:
+                raise DataNotFoundError(
+                    f"{layout.s3_uri(bucket, key)} does not exist: fit run {self.fit_run} has not written its model "
+                    f"(it failed, or has not finished); kubectl logs -l prefect.io/flow-run-id={self.fit_run}") from err
+            self._loaded = (key, TripDurationModel.from_bytes(body, layout.s3_uri(bucket, key)))
+        return self._loaded[1]

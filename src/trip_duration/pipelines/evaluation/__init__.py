@@ -1,0 +1,3 @@
+from trip_duration.pipelines.evaluation.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
