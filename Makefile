@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy backfill image test-container demo down reset bench bench-cluster bench-images bench-gpu test-cluster cluster-up cluster-down cluster-status docs
+.PHONY: help install test test-unit test-integration chart jobs deploy backfill image test-container demo down reset bench bench-cluster bench-images bench-gpu bench-gpu-pods test-cluster cluster-up cluster-down cluster-status docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench-cluster: install ## infer as a Job on the cluster vs the course flow deplo
 
 bench-images: install ## the image as built vs a CPU-only variant (no CUDA XGBoost, no NCCL) -> build/bench/images.json
 	$(PY) -m bench.image_bench
+
+bench-gpu-pods: install ## GPU-pod seconds per training run on the cluster: only the fit on the GPU vs one GPU pod -> build/bench/gpu-pods.json
+	$(PY) -m bench.gpu_pods_bench $(ARGS)
 
 bench-gpu: install ## XGBoost CPU vs GPU (3M and 36M synthetic rows) and the pipeline on cuda -> build/bench/gpu.json
 	$(PY) -m bench.gpu_bench

@@ -132,3 +132,15 @@ def flow_stack(_flow_servers) -> Iterator[Stack]:
     """The full stack, with this process's clients pointed at it for the module."""
     with stack_environment(_flow_servers) as stack:
         yield stack
+
+
+def fit_runs(parent_id) -> list:
+    """The runs of the ``fit`` deployment a training run started (its subflows), oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC)

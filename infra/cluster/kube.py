@@ -195,11 +195,21 @@ def api(env: dict, method: str, path: str, **kwargs):
     return response.json() if response.content else None
 
 
-def run_deployment(env: dict, name: str, parameters: dict, job_variables: dict | None = None) -> str:
+def run_deployment(env: dict, name: str, parameters: dict, job_variables: dict | None = None,
+                   work_queue_name: str | None = None) -> str:
+    """A run of deployment ``name`` (``work_queue_name``: another queue of its pool than its own)."""
     deployment = api(env, "GET", f"/deployments/name/{name}")
-    run = api(env, "POST", f"/deployments/{deployment['id']}/create_flow_run",
-              json={"parameters": parameters, "job_variables": job_variables or {}})
+    body = {"parameters": parameters, "job_variables": job_variables or {}}
+    if work_queue_name:
+        body["work_queue_name"] = work_queue_name
+    run = api(env, "POST", f"/deployments/{deployment['id']}/create_flow_run", json=body)
     return run["id"]
+
+
+def fit_runs(env: dict, run_id: str) -> list[dict]:
+    """The runs of the ``fit`` deployment a training run started (its subflows), oldest first."""
+    return api(env, "POST", "/flow_runs/filter", json={
+        "flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}, "sort": "EXPECTED_START_TIME_ASC"})
 
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")

@@ -21,6 +21,8 @@ TRAIN_MONTH, VALID_MONTH = "2023-01", "2023-02"
 SUMMARY = ROOT / "build" / "demo" / "summary.json"
 
 
+#: how long no auto-scheduled run may appear after the pause (the scheduler's loop is 5 s here)
+PAUSE_SETTLE_S = 10
 DEPLOYMENTS = ("training/train", "training/train-green", "inference/infer", "inference/infer-green")  # every scheduled one
 RESUME_HINT = "prefect deployment schedule resume --all"
 
@@ -52,14 +54,38 @@ def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> None:
 
     The local stack holds two synthetic months of 2023: a scheduled `train` or `infer` would only complete
     saying there is nothing to do. Runs started by hand are unaffected; `RESUME_HINT` turns them back on.
+
+    The server's scheduler for recently changed deployments (every 5 s) may have read a schedule while it
+    was still active, right after `prefect deploy`, and insert its runs just after the pause deleted them:
+    auto-scheduled runs of these deployments are deleted until ``PAUSE_SETTLE_S`` pass with none found.
     """
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
 
     with get_client(sync_client=True) as client:
+        ids = []
         for name in deployments:
             deployment = client.read_deployment_by_name(name)
+            ids.append(deployment.id)
             for schedule in deployment.schedules:
                 client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < PAUSE_SETTLE_S:
+            late = [run for run in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids)), limit=200)
+                if run.auto_scheduled and run.run_count == 0]
+            for run in late:
+                client.delete_flow_run(run.id)
+            if late:
+                quiet_since = time.monotonic()
+            time.sleep(1)
 
 
 def write_months(stack: Stack, rows: int = 100_000) -> list[str]:
@@ -186,7 +212,7 @@ def main() -> int:
     raw = write_months(stack)
     print("deploying prefect.yaml (code pushed to S3) ...", flush=True)
     deploy(stack)
-    print("running train on the gpu queue ...", flush=True)
+    print("running train on the cpu queue (its XGBoost fit: a run of fit on the gpu queue) ...", flush=True)
     train_state, _, train_id = run_and_wait("training/train", {"train_month": TRAIN_MONTH})
     print("running infer on the cpu queue ...", flush=True)
     infer_state, _, infer_id = run_and_wait("inference/infer", {"batch_month": VALID_MONTH})

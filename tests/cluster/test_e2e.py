@@ -23,14 +23,15 @@ import time
 
 import pytest
 
-from infra.cluster.kube import (FULL, README, RELEASE, Cluster, Forward, ReadmeRun, api, find, load_images, localise,
-                                pause_schedules, readme_block, run_deployment, wait_final)
+from infra.cluster.kube import (FULL, README, RELEASE, Cluster, Forward, ReadmeRun, api, find, fit_runs, load_images,
+                                localise, pause_schedules, readme_block, run_deployment, wait_final)
 
 ROOT = README.parent
 BUCKET = "trip-duration"
 IMAGE = "trip-duration:test"
-# the test node has 2 CPUs: the train deployment's 4-CPU / 16 GiB request would never schedule
-# (prefect.yaml keeps the production sizes; a run overrides them, as the README shows)
+# the test node has 2 CPUs: the train deployment's 2-CPU / 8 GiB request and its fit's 4-CPU / 16 GiB would never
+# schedule (prefect.yaml keeps the production sizes; a run overrides them, the fit's by fit_job_variables, as the
+# README shows)
 SMALL = {"cpu_request": "500m", "memory_request": "2Gi"}
 
 pytestmark = pytest.mark.cluster
@@ -153,6 +154,14 @@ def trained(cluster, readme, installed, deployed):
     return run_id
 
 
+@pytest.fixture(scope="module")
+def fitted(cluster, installed, trained):
+    """The one run of `fit` the README's training run started (README, "Only the fit on the GPU")."""
+    (fit,) = fit_runs(installed, trained)
+    assert fit["state"]["type"] == "COMPLETED", fit["state"]
+    return fit["id"]
+
+
 def job_of(cluster: Cluster, run_id: str, finished: bool = True) -> dict:
     if finished:  # Prefect marks the run Completed before the container exits and the Job completes
         cluster.kubectl("wait", "--for=condition=Complete", "job", "-l", f"prefect.io/flow-run-id={run_id}",
@@ -250,35 +259,58 @@ def test_a_missing_or_malformed_existing_secret_fails_helm_install_naming_the_ke
     assert not cluster.json("get", "all,secret,configmap", "-l", "app.kubernetes.io/instance=bad")["items"]
 
 
-def test_train_runs_as_a_job_on_the_gpu_node_and_sets_the_champion(cluster, installed, trained, mlflow_env):
+def test_train_runs_on_the_cpu_node_its_fit_on_the_gpu_node_and_it_sets_the_champion(cluster, installed, trained,
+                                                                                     fitted, mlflow_env):
+    """README, "Only the fit on the GPU": train's Job asks for no GPU and runs on the cpu node; its one fit's Job
+    asks for the GPU, with the README's fit_job_variables, and runs on the GPU node."""
     job = job_of(cluster, trained)
     spec = job["spec"]["template"]["spec"]
     container = spec["containers"][0]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {}) and not spec.get("tolerations")
     # the README's `-jv cpu_request=500m -jv memory_request=2Gi` reached the Job
     assert (container["resources"]["requests"]["cpu"], container["resources"]["requests"]["memory"]) == ("500m", "2Gi")
     assert job["status"].get("succeeded") == 1
-    pod = pod_of(cluster, trained)
-    node = cluster.sh("kubectl", "get", "node", pod["spec"]["nodeName"], "-o", "json")
-    assert json.loads(node)["metadata"]["labels"].get("nvidia.com/gpu.present") == "true"
+    nodes = {}
+    for name, run_id in (("train", trained), ("fit", fitted)):
+        pod = pod_of(cluster, run_id)
+        nodes[name] = json.loads(cluster.sh("kubectl", "get", "node", pod["spec"]["nodeName"], "-o", "json"))
+    assert nodes["train"]["metadata"]["labels"].get("nvidia.com/gpu.present") != "true"
+    assert nodes["fit"]["metadata"]["labels"].get("nvidia.com/gpu.present") == "true"
+    fit_job = job_of(cluster, fitted)
+    fit_spec = fit_job["spec"]["template"]["spec"]
+    fit_container = fit_spec["containers"][0]
+    assert fit_job["metadata"]["labels"]["prefect.io/deployment-name"] == "fit"
+    assert fit_container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert fit_spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in fit_spec["tolerations"]
+    # the README's -p 'fit_job_variables={"cpu_request": "500m", "memory_request": "2Gi"}' reached the fit's Job
+    assert (fit_container["resources"]["requests"]["cpu"], fit_container["resources"]["requests"]["memory"]) == (
+        "500m", "2Gi")
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(installed["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("trip-duration-yellow", "champion")
     assert champion.tags.get("trip_duration.registered_by") == "training-flow"  # what infer checks
-    assert client.get_run(champion.run_id).data.tags.get("prefect_flow_run_id") == trained
-    logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={trained}", "--tail=-1")
+    run = client.get_run(champion.run_id)
+    assert run.data.tags.get("prefect_flow_run_id") == trained and run.data.tags["trip_duration.fit_run"] == fitted
+    fit_logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={fitted}", "--tail=-1")
     # no GPU behind the node's nvidia.com/gpu: device=auto falls back to CPU and says so
-    assert "training XGBoost on cpu (training.device=auto)" in logs
-    # the run's usage and cost (README: the install's example price table, 2.5 $/GPU-hour, 0.04 $/core-hour)
-    metrics = client.get_run(champion.run_id).data.metrics
-    assert (metrics["requested_gpus"], metrics["requested_cpus"], metrics["requested_memory_mib"]) == (1, 0.5, 2048)
-    assert metrics["pod_seconds_cpu"] == 0 and 0 < metrics["pod_seconds_gpu"] < 1800, metrics
-    expected = metrics["pod_seconds_gpu"] / 3600 * (1 * 2.5 + 0.5 * 0.04)
+    assert "training XGBoost on cpu (training.device=auto)" in fit_logs
+    logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={trained}", "--tail=-1")
+    assert "training XGBoost" not in logs and "Running node: evaluate" in logs
+    # both pods' usage and cost (README: the install's example price table, 2.5 $/GPU-hour, 0.04 $/core-hour)
+    metrics = run.data.metrics
+    assert (metrics["requested_gpus"], metrics["requested_cpus_cpu_pod"], metrics["requested_memory_mib_cpu_pod"],
+            metrics["requested_cpus_gpu_pod"], metrics["requested_memory_mib_gpu_pod"]) == (1, 0.5, 2048, 0.5, 2048)
+    assert 0 < metrics["pod_seconds_cpu"] < 1800 and 0 < metrics["pod_seconds_gpu"] < 1800, metrics
+    expected = (metrics["pod_seconds_cpu"] / 3600 * 0.5 * 0.04
+                + metrics["pod_seconds_gpu"] / 3600 * (1 * 2.5 + 0.5 * 0.04))
     assert abs(metrics["cost_usd"] - expected) < 1e-4, (metrics, expected)
-    assert "pod usage: gpu" in logs and "requested 1 GPU, 0.5 CPU, 2048 MiB; cost $" in logs
+    assert "pod usage: cpu" in logs and "requested 0.5 CPU, 2048 MiB; cost $" in logs, logs[-3000:]
+    fit_name = api(installed, "GET", f"/flow_runs/{fitted}")["name"]
+    assert re.search(r"pod usage: gpu, [0-9.]+ s, requested 1 GPU, 0.5 CPU, 2048 MiB; cost \$[0-9.]+ "
+                     rf"\(GPU fit run {fit_name} \({fitted}\)\)", logs), logs[-3000:]
+    assert f"run cost: ${metrics['cost_usd']:.4f}" in logs
 
 
 def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, readme, installed, deployed, trained):
@@ -321,13 +353,13 @@ def test_the_api_refuses_anonymous_calls_and_takes_the_generated_credentials(clu
     assert httpx.get(f"{url}/health", timeout=30).status_code == 200  # the kubelet's probes need no credentials
 
 
-def test_no_secret_value_in_any_job_the_workers_created(cluster, readme, installed, trained):
+def test_no_secret_value_in_any_job_the_workers_created(cluster, readme, installed, trained, fitted):
     infer = _readme_run(readme, installed, "infer")
     assert wait_final(installed, infer)["state"]["type"] == "COMPLETED"
     values = [installed["PREFECT_API_AUTH_STRING"].split(":", 1)[1], installed["AWS_SECRET_ACCESS_KEY"],
               *(secret(cluster, f"{FULL}-mlflow-auth", k) for k in ("admin-password", "trainer-password",
                                                                    "reader-password", "flask-secret-key"))]
-    for run_id, identity in ((trained, "trainer"), (infer, "reader")):
+    for run_id, identity in ((trained, "trainer"), (fitted, "reader"), (infer, "reader")):
         name = job_of(cluster, run_id)["metadata"]["name"]
         manifest = cluster.kubectl("get", "job", name, "-o", "yaml")
         leaked = [v[:4] + "..." for v in values if v in manifest]
@@ -366,10 +398,10 @@ def test_mlflow_refuses_anonymous_calls_and_only_the_trainer_moves_the_champion(
     assert db_password not in argv and "postgresql://" not in argv
 
 
-def test_the_readmes_kubectl_logs_recipes_show_the_kedro_nodes(cluster, readme, installed, trained):
-    # the block's last command: logs by deployment
+def test_the_readmes_kubectl_logs_recipes_show_the_kedro_nodes(cluster, readme, installed, trained, fitted):
+    # the block's last commands: logs by deployment, train's then its fits'
     tail = readme.output.rsplit("UUID:", 1)[1]
-    assert "Running node: train_model" in tail or "train_model" in tail, tail[-3000:]
+    assert "Running node: evaluate" in tail and "Running node: train_model" in tail, tail[-3000:]
     # "Logs with kubectl": each recipe as written, for this namespace and this run
     recipes = localise(readme_block("Logs with `kubectl`"), cluster.ns).replace("<flow-run-id>", trained)
     outputs = {}
@@ -377,10 +409,11 @@ def test_the_readmes_kubectl_logs_recipes_show_the_kedro_nodes(cluster, readme, 
         command = line.split("#", 1)[0].strip()
         if command:
             outputs[line.split("#", 1)[1].strip()] = cluster.sh("bash", "-c", command)
-    assert set(outputs) == {"by deployment", "by flow run", "the gpu worker"}, outputs.keys()
+    assert set(outputs) == {"by deployment", "by flow run", "the GPU fits", "the gpu worker"}, outputs.keys()
     for name in ("by deployment", "by flow run"):
-        assert "train_model" in outputs[name] and "Completed" in outputs[name], outputs[name][-3000:]
-    assert trained in outputs["the gpu worker"]
+        assert "Running node: evaluate" in outputs[name] and "Completed" in outputs[name], outputs[name][-3000:]
+    assert "Running node: train_model" in outputs["the GPU fits"], outputs["the GPU fits"][-3000:]
+    assert fitted in outputs["the gpu worker"]
 
 
 def test_upgrade_updates_the_pool_template_keeps_the_data_and_runs_still_complete(cluster, installed, trained):
@@ -405,7 +438,7 @@ def test_a_pod_deleted_mid_run_is_rescheduled_and_completes_in_a_new_job(cluster
     """A drain or eviction deletes the pod (SIGTERM): prefect-kubernetes sets
     PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR=reschedule in every Job, so the run goes back to
     AwaitingRetry, the worker submits a new Job, and it completes: never Running forever."""
-    run_id = run_deployment(installed, "training/train", {"train_month": "2023-01"}, SMALL)
+    run_id = run_deployment(installed, "training/train", {"train_month": "2023-01", "fit_job_variables": SMALL}, SMALL)
     deadline = time.monotonic() + 300
     while api(installed, "GET", f"/flow_runs/{run_id}")["state"]["type"] != "RUNNING":
         assert time.monotonic() < deadline, "the run never started"
@@ -417,6 +450,9 @@ def test_a_pod_deleted_mid_run_is_rescheduled_and_completes_in_a_new_job(cluster
     assert ("SCHEDULED", "AwaitingRetry") in history and [t for t, _ in history].count("RUNNING") == 2, history
     jobs = cluster.json("get", "jobs", "-l", f"prefect.io/flow-run-id={run_id}")["items"]
     assert len(jobs) == 2, [j["metadata"]["name"] for j in jobs]
+    # the rescheduled run found the fit its first pod had started (its idempotency key), if it had started one
+    fits = fit_runs(installed, run_id)
+    assert len(fits) <= 1 and all(f["state"]["type"] == "COMPLETED" for f in fits), fits
 
 
 def test_a_pod_killed_hard_ends_crashed_and_a_rerun_completes(cluster, installed, trained):

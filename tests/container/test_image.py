@@ -7,11 +7,12 @@ No image can be pulled here, so the base is a Debian bookworm made with debootst
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import put_month
+from tests.conftest import fit_runs, put_month
 from tests.container.images import debootstrap_image, docker_ready, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,10 @@ def test_image_runs_as_non_root_without_the_code(image):
     assert out == ["10001", "0", "True"]  # non-root, no code baked in, CUDA-capable XGBoost
 
 
-def test_a_flow_run_inside_the_container_pulls_code_trains_and_registers(image, flow_stack):
+def test_flow_runs_inside_the_container_pull_code_train_and_register(image, flow_stack):
+    """The training run and its GPU fit (README, "Only the fit on the GPU") each in its own container, as
+    the Kubernetes worker runs them in two pods: the training run starts its fit, the fit's container runs
+    it, and the training run registers what it fitted."""
     from mlflow.tracking import MlflowClient
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -56,16 +60,32 @@ def test_a_flow_run_inside_the_container_pulls_code_trains_and_registers(image, 
     deploy(flow_stack, pool=POOL)
     run = run_deployment("training/train", parameters={"train_month": "2023-06"}, timeout=0)
     env = {k: v for k, v in flow_stack.env().items() if k.startswith(("AWS_", "PREFECT_API", "MLFLOW_", "TRIP_DURATION_B"))}
-    argv = ["docker", "run", "--rm", "--network", "host", "-e", f"PREFECT__FLOW_RUN_ID={run.id}"]
-    for key, value in env.items():
-        argv += ["-e", f"{key}={value}"]
-    done = subprocess.run([*argv, image, "prefect", "flow-run", "execute"], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    def container(flow_run_id):
+        argv = ["docker", "run", "--rm", "--network", "host", "-e", f"PREFECT__FLOW_RUN_ID={flow_run_id}"]
+        for key, value in env.items():
+            argv += ["-e", f"{key}={value}"]
+        return subprocess.Popen([*argv, image, "prefect", "flow-run", "execute"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    training = container(run.id)
+    deadline = time.monotonic() + 600
+    while not (fits := fit_runs(run.id)):
+        assert training.poll() is None and time.monotonic() < deadline, training.communicate()[0][-4000:]
+        time.sleep(1)
+    (fit,) = fits
+    fitting = container(fit.id)
+    fit_out, _ = fitting.communicate(timeout=900)
+    out, _ = training.communicate(timeout=900)
+    assert fitting.returncode == 0, fit_out[-4000:]
+    assert training.returncode == 0, out[-4000:]
+    assert "Running node: train_model" in fit_out and "Running node: train_model" not in out
     with get_client(sync_client=True) as client:
-        assert client.read_flow_run(run.id).state.is_completed()
+        assert client.read_flow_run(run.id).state.is_completed() and client.read_flow_run(fit.id).state.is_completed()
     runs = MlflowClient().search_runs(
         experiment_ids=[e.experiment_id for e in MlflowClient().search_experiments()],
         filter_string=f"tags.prefect_flow_run_id = '{run.id}'",
     )
     assert len(runs) == 1 and runs[0].data.metrics["model_rmse"] < runs[0].data.metrics["baseline_rmse"]
     assert MlflowClient().search_model_versions(f"run_id = '{runs[0].info.run_id}'")
+    assert runs[0].data.tags["trip_duration.fit_run"] == str(fit.id)

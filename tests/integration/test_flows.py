@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from infra.local.demo import deploy, run_and_wait
-from tests.conftest import put_month
+from tests.conftest import fit_runs, put_month
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +36,30 @@ def _task_runs(flow_run_id):
         return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
 
 
-def _log_messages(flow_run_id, text: str) -> list[str]:
-    """The run's log messages containing ``text``, every page (a run has more lines than one page; the
-    server's own text search answers 500 on SQLite)."""
+def _logs(flow_run_id, until=lambda logs: True, timeout: float = 60) -> list:
+    """The run's log records, every page (a run has more lines than one page; the server's own text search
+    answers 500 on SQLite), read again until ``until(records)`` holds or ``timeout`` s have passed: a flow
+    run's last lines reach the API in batches, after its final state."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    found, offset = [], 0
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while page := client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), offset=offset):
-            found += [log.message for log in page if text in log.message]
-            offset += len(page)
-    return found
+        while True:
+            found, offset = [], 0
+            while page := client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                                           offset=offset):
+                found += page
+                offset += len(page)
+            if until(found) or time.monotonic() > deadline:
+                return found
+            time.sleep(2)
+
+
+def _log_messages(flow_run_id, text: str, at_least: int = 1) -> list[str]:
+    """The run's log messages containing ``text``, once there are ``at_least`` of them (or after 60 s)."""
+    logs = _logs(flow_run_id, lambda found: sum(text in log.message for log in found) >= at_least)
+    return [log.message for log in logs if text in log.message]
 
 
 def test_train_then_infer_through_the_workers(deployed):
@@ -57,8 +69,21 @@ def test_train_then_infer_through_the_workers(deployed):
     names = {t.name for t in task_runs}
     # untagged: a tagged task run first takes a tag-concurrency lease (a server write) to start
     assert not [t.name for t in task_runs if t.tags]
-    assert {"ingest-yellow-2023-01.check_schema", "ingest-yellow-2023-02.filter_rows", "training.train_model",
-            "training.register_model", "training.apply_gate"} <= names  # one Prefect task per Kedro node
+    assert {"ingest-yellow-2023-01.check_schema", "ingest-yellow-2023-02.filter_rows", "evaluation.train_baseline",
+            "evaluation.evaluate", "evaluation.register_model", "evaluation.apply_gate"} <= names  # a task per Kedro node
+    # README, "Only the fit on the GPU": train runs on the cpu queue, its one fit on the gpu queue, as a subflow
+    (fit,) = fit_runs(run_id)
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        train_run = prefect.read_flow_run(run_id)
+        fit_deployment = prefect.read_deployment(fit.deployment_id)
+    assert (train_run.work_queue_name, fit.work_queue_name, fit_deployment.name) == ("cpu", "gpu", "fit")
+    assert fit.state.is_completed() and fit.parameters == {"train_month": "2023-01", "taxi": "yellow", "device": "auto"}
+    assert {t.name for t in _task_runs(fit.id)} == {"fit-yellow-2023-01.train_model"} and "training.train_model" not in names
+    by_name = {t.name: t for t in task_runs}
+    # the baseline ran while the GPU fitted; evaluate waited for the fit's model
+    assert by_name["evaluation.train_baseline"].start_time < fit.end_time <= by_name["evaluation.evaluate"].start_time
     client = MlflowClient()
     (mlflow_run,) = client.search_runs(
         experiment_ids=[e.experiment_id for e in client.search_experiments()],
@@ -68,14 +93,22 @@ def test_train_then_infer_through_the_workers(deployed):
     assert version.tags["promotion.decision"] in {"promoted", "rejected"}
     # one version per training run, keyed by the Prefect flow run a retry keeps
     assert version.tags["trip_duration.training_run"] == f"prefect-flow-run:{run_id}"
+    assert mlflow_run.data.tags["trip_duration.fit_run"] == str(fit.id)
+    assert mlflow_run.data.tags["trip_duration.fitted_model"] == (
+        f"s3://{deployed.bucket}/candidates/taxi=yellow/train=2023-01/fit={fit.id}/model.json")
     champion = client.get_model_version_by_alias("trip-duration-yellow", "champion")
     # the training's kedro-datasets readers went through the committed-read check (hooks.py)
-    checked = _log_messages(run_id, "the object its ingest committed")
-    assert {m.split(":")[0] for m in checked} == {"train_trips", "valid_trips"}, checked
-    # its usage on the training run (a process worker: no pod, so nothing requested and no cost)
+    checked = _log_messages(run_id, "the object its ingest committed", at_least=2)
+    assert {m.split(":")[0] for m in checked} == {"valid_trips", "train_trips"}, checked
+    assert [m.split(":")[0] for m in _log_messages(fit.id, "the object its ingest committed")] == ["train_trips"]
+    # both pods' usage on the training run (process workers: no pod, so nothing requested and no cost)
     metrics = client.get_run(mlflow_run.info.run_id).data.metrics
     assert metrics["pod_seconds_cpu"] > 0 and metrics["pod_seconds_gpu"] == 0 and metrics["requested_gpus"] == 0
-    assert "cost_usd" not in metrics and "requested_cpus" not in metrics
+    assert "cost_usd" not in metrics and not [k for k in metrics if k.startswith("requested_cpus")]
+    usage = _log_messages(run_id, "pod usage: ", at_least=2)
+    assert len(usage) == 2 and f"(GPU fit run {fit.name} ({fit.id}))" in usage[1], usage
+    assert usage[0].endswith("(this run's pod)") and "requested nothing" in usage[0], usage
+    assert _log_messages(run_id, "run cost: unknown (not known for: this run's pod, GPU fit run")
 
     state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2023-02"}, timeout=600)
     assert state == "Completed"
@@ -89,8 +122,9 @@ def test_train_then_infer_through_the_workers(deployed):
     reports = {a.key: a.data for a in artifact}
     assert {"training-report-yellow", "inference-summary-yellow"} <= set(reports)
     for key in ("training-report-yellow", "inference-summary-yellow"):
-        assert "## Resources" in reports[key] and "pod: **CPU**" in reports[key], reports[key]
-        assert "cost: unknown, missing the pod's CPU request" in reports[key], reports[key]
+        assert "## Resources" in reports[key] and "this run's pod: **CPU** pod" in reports[key], reports[key]
+        assert "cost unknown, missing the pod's CPU request" in reports[key], reports[key]
+    assert "GPU fit run " in reports["training-report-yellow"] and "GPU fit run" not in reports["inference-summary-yellow"]
     for queue in ("gpu", "cpu"):  # both runs were forked by the warm-start server, none started cold
         log = (deployed.root / "logs" / f"worker-{queue}.log").read_text()
         assert "warm start: pid" in log and "warm start unavailable" not in log, log[-3000:]
@@ -163,15 +197,12 @@ def test_local_deploys_leave_schedules_paused_and_nothing_scheduled(deployed):
 def test_a_users_error_is_one_line_in_the_runs_logs_without_a_traceback(deployed):
     """A month that is not in the bucket: the run fails with one line saying what to do, in the run's
     logs (Prefect UI) and in the process output (what `kubectl logs` shows); tracebacks only at DEBUG."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
     worker_log = deployed.root / "logs" / "worker-cpu.log"
     offset = worker_log.stat().st_size
     state, _, run_id = run_and_wait("inference/infer", {"batch_month": "2019-01"}, timeout=600)
     assert state == "Failed"
-    with get_client(sync_client=True) as client:
-        messages = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+    messages = [log.message for log in _logs(run_id, lambda logs: any("DataNotFoundError" in log.message
+                                                                          for log in logs))]
     errors = [m for m in messages if "DataNotFoundError" in m]
     assert errors, messages
     assert all("\n" not in m for m in errors)
@@ -213,14 +244,15 @@ def _pids_of_flow_run(run_id: str) -> list[int]:
 def test_a_run_killed_with_its_worker_is_marked_crashed_and_frees_the_slot(deployed):
     """SIGKILL of the flow-run process and of its worker mid-training: nothing reports the death, the
     heartbeats stop, and the automation (helm/trip-duration/files/automations.json) marks the run
-    Crashed within a bounded time; the gpu queue's one slot is free again, a rerun completes, and the
-    MLflow run a killed training left RUNNING is ended FAILED by that rerun."""
+    Crashed within a bounded time; the deployment's one slot is free again, a rerun completes, and the
+    MLflow run a killed training left RUNNING is ended FAILED by that rerun. (Training runs on the cpu
+    queue; its fit, on the gpu queue, is left to finish: the rerun starts its own.)"""
     import mlflow
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         run = _caught_running(client, "training/train", {"train_month": "2023-01"})
-        worker = int((deployed.root / "pids" / "worker-gpu.pid").read_text())
+        worker = int((deployed.root / "pids" / "worker-cpu.pid").read_text())
         victims = [worker, *_pids_of_flow_run(str(run.id))]
         assert len(victims) >= 2, victims
         for pid in victims:
@@ -243,6 +275,31 @@ def test_a_run_killed_with_its_worker_is_marked_crashed_and_frees_the_slot(deplo
     assert rerun_state == "Completed"
     ended = MlflowClient().get_run(orphan.info.run_id)
     assert ended.info.status == "FAILED" and ended.data.tags["trip_duration.ended_by"].startswith("prefect-flow-run:")
+
+
+def test_a_fit_that_fails_fails_its_training_run_naming_it_and_registers_nothing(deployed):
+    """README, "Only the fit on the GPU": device=cuda on a machine without one fails the fit (on the gpu queue);
+    its training run fails with one line naming the fit run and how to read its logs; no version."""
+    from prefect.client.orchestration import get_client
+
+    _ensure_champion()
+    mlflow_client = MlflowClient()
+    versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")}
+    state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01", "device": "cuda"}, timeout=600)
+    assert state == "Failed"
+    (fit,) = fit_runs(run_id)
+    assert fit.state.is_failed() and fit.work_queue_name == "gpu" and fit.parameters["device"] == "cuda"
+    expected = (f"GPU fit run {fit.name} ({fit.id}) ended Failed: ")
+    errors = _log_messages(run_id, expected)
+    assert errors and f"its logs: kubectl logs -l prefect.io/flow-run-id={fit.id}" in errors[0], errors
+    assert "\n" not in errors[0] and "Traceback" not in errors[0]
+    assert _log_messages(fit.id, "training.device='cuda' but XGBoost sees no usable GPU")
+    with get_client(sync_client=True) as client:
+        assert expected in (client.read_flow_run(run_id).state.message or "")
+    assert {t.name for t in _task_runs(run_id) if t.state and t.state.is_completed()} >= {
+        "evaluation.train_baseline", "evaluation.score_champion"}  # what needed no model ran while the fit did
+    assert "evaluation.evaluate" not in {t.name for t in _task_runs(run_id)}
+    assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")} == versions
 
 
 def _caught_running(client, deployment: str, parameters: dict, after_s: float = 3.0, tries: int = 3):
@@ -270,10 +327,9 @@ def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_i
     """MLflow down while a training runs (stopped before it starts, so the timing cannot race a
     0.3 s training): the first node that needs MLflow fails after 3 retries, each a WARNING in the
     run's own logs, in under 3 minutes (not ~20 behind MLflow's own retries); no version and no
-    alias move; with MLflow back, a rerun registers exactly one version."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
+    alias move; with MLflow back, a rerun registers exactly one version. The gpu worker is stopped too:
+    the training run's fit is still queued when the run fails, and the run cancels it (no GPU pod is left
+    to a run that no longer wants it)."""
     from flows.kedro_tasks import IO_RETRIES
 
     _ensure_champion()
@@ -281,15 +337,19 @@ def test_mlflow_down_during_training_fails_within_the_retry_budget_and_a_rerun_i
     versions = {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")}
     champion = mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version
     deployed.stop("mlflow")
+    deployed.stop("worker-gpu")
     try:
         state, _, run_id = run_and_wait("training/train", {"train_month": "2023-01"}, timeout=600)
     finally:
         deployed.start_mlflow()
-    with get_client(sync_client=True) as client:
-        (failed,) = [t for t in _task_runs(run_id) if t.state and t.state.is_failed()]
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        deployed.start_workers()
+    (failed,) = [t for t in _task_runs(run_id) if t.state and t.state.is_failed()]
+    logs = _logs(run_id, lambda found: sum(log.level == 30 and "transient error" in log.message
+                                           for log in found) >= IO_RETRIES)
     assert state == "Failed"
-    assert failed.name in {"training.score_champion", "training.register_model"}, failed.name  # the MLflow nodes
+    assert failed.name in {"evaluation.score_champion", "evaluation.register_model"}, failed.name  # the MLflow nodes
+    (fit,) = fit_runs(run_id)
+    assert fit.state.type.value == "CANCELLED" and fit.state.message == "cancelled: its training run failed"
     assert failed.run_count == IO_RETRIES + 1
     budget = (failed.end_time - failed.start_time).total_seconds()
     assert budget < 180, budget  # the documented bound, not a speed figure: MLflow's defaults took ~20 min
@@ -365,9 +425,6 @@ def test_an_s3_that_hangs_fails_the_run_within_the_retry_budget_and_writes_nothi
     the write of predictions on, for longer than the budget: the node fails after its 3 retries, each a
     WARNING, in under 3 minutes (measured, not computed: 2 S3 attempts x 15 s each node attempt), and
     no prediction object exists; with S3 answering again a rerun completes."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
     from flows.kedro_tasks import IO_RETRIES
 
     _ensure_champion()
@@ -383,9 +440,9 @@ def test_an_s3_that_hangs_fails_the_run_within_the_retry_budget_and_writes_nothi
         proxy.end_outage()
         assert proxy.restored.wait(30)
         proxy.down_seconds = 6.0
-    with get_client(sync_client=True) as client:
-        (failed,) = [t for t in _task_runs(run_id) if t.state and t.state.is_failed()]
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    (failed,) = [t for t in _task_runs(run_id) if t.state and t.state.is_failed()]
+    logs = _logs(run_id, lambda found: sum(log.level == 30 and "transient error" in log.message
+                                           for log in found) >= IO_RETRIES)
     budget = (failed.end_time - failed.start_time).total_seconds()
     print(f"hanging S3: {failed.name} failed after {failed.run_count} attempts in {budget:.1f} s")
     assert state == "Failed" and failed.run_count == IO_RETRIES + 1, (state, failed.name, failed.run_count)
@@ -421,7 +478,7 @@ def test_s3_down_during_registration_leaves_no_version_and_a_rerun_registers_one
         assert proxy.restored.wait(30)
         proxy.down_seconds = 6.0
     assert state == "Failed"
-    assert failed.name == "training.register_model" and failed.run_count == IO_RETRIES + 1, (failed.name, failed.run_count)
+    assert failed.name == "evaluation.register_model" and failed.run_count == IO_RETRIES + 1, (failed.name, failed.run_count)
     assert (failed.end_time - failed.start_time).total_seconds() < 180  # the documented budget
     assert {v.version for v in mlflow_client.search_model_versions("name = 'trip-duration-yellow'")} == versions
     assert mlflow_client.get_model_version_by_alias("trip-duration-yellow", "champion").version == champion

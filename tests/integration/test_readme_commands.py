@@ -59,7 +59,7 @@ def test_the_readme_block_runs_as_written(stack):
     ("command", "expected"),
     [
         ("kedro run --pipelines nonexistent",
-         "Error: no pipeline named 'nonexistent': use one of __default__, inference, ingest, training"),
+         "Error: no pipeline named 'nonexistent': use one of __default__, evaluation, fit, inference, ingest, training"),
         ("kedro run --pipelines inference --params batch_start=2023-04-01",
          "Error: batch_start=2023-04-01 is set but batch_end is not: set batch_end=YYYY-MM-DD too"),
         ("kedro run --pipelines ingest --params month=2023-4",

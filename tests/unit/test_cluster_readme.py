@@ -43,7 +43,7 @@ def test_a_readme_that_stops_forwarding_a_port_fails_loudly_instead_of_running_s
 
 def test_the_logs_recipes_are_found_and_namespaced():
     recipes = localise(readme_block("Logs with `kubectl`"), "ns1")
-    assert recipes.count("kubectl -n ns1 logs") == 3
+    assert recipes.count("kubectl -n ns1 logs") == 4
     assert "<flow-run-id>" in recipes
 
 
