@@ -219,6 +219,8 @@ def main() -> int:
     trained = registry_facts(stack, train_id)
     urls = mlflow_urls(stack, trained.get("experiment_id"))
     summary = {
+        # the figures below are of our generator's trips (trip_duration.synth), never of real TLC data
+        "data": f"synthetic: {TRAIN_MONTH} and {VALID_MONTH} made by trip_duration.synth, not real TLC trips",
         "train_flow_run_state": train_state,
         "infer_flow_run_state": infer_state,
         "train_flow_run_id": train_id,

@@ -85,6 +85,7 @@ def test_make_demo_on_a_stock_debian_with_only_python3(stock_image, tmp_path):
     assert "yellow_tripdata_2023-01.parquet" in log and "yellow_tripdata_2023-02.parquet" in log  # aws s3 ls
     summary = json.loads((project / "build" / "demo" / "summary.json").read_text())
     assert summary["train_flow_run_state"] == summary["infer_flow_run_state"] == "Completed"
+    assert summary["data"].startswith("synthetic: ")  # its RMSEs are of generated trips, and it says so
     # second demo after make down: v1 (from before the restart) is still champion and was compared against
     assert (summary["registered_version"], summary["champion_version"], summary["promotion_decision"]) == (
         2, 1, "rejected")
