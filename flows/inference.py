@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, State
 
 from flows.kedro_tasks import record_usage, run_pipeline
-from flows.parameters import DayParam, MonthParam, TaxiParam
+from flows.parameters import DayParam, EventIdParam, MonthParam, TaxiParam
 from flows.schedule import logical_month
+from trip_duration import layout
 from trip_duration.config import get_settings
 from trip_duration.io.availability import inference_month
+from trip_duration.io import s3
 from trip_duration.io.datasets import is_ingested, resolve_batch
 from trip_duration.io.registry import champion_version
 from trip_duration.schema import parse_taxi
@@ -23,14 +26,38 @@ def inference(
     batch_end: DayParam | None = None,
     reingest: bool = False,
     taxi: TaxiParam = "yellow",
+    event_id: EventIdParam | None = None,
 ) -> dict | State:
     """Without a batch (a scheduled run), scores the newest month that has data and no predictions of
     the current champion yet, looking back from the month before the scheduled time; with none,
     completes saying why (trip_duration.io.availability). Months not yet validated (or all, with
     ``reingest``) go through the ingest pipeline first. ``taxi`` picks the TLC files and the model
-    (trip-duration-<taxi>'s champion)."""
+    (trip-duration-<taxi>'s champion).
+    ``event_id``: the event a trigger started this run for (prefect.yaml). The run that completes records
+    it at ``events/handled/<id>.json``; a later run for the same id (a replay) completes doing nothing."""
     logger = get_run_logger()
     taxi = parse_taxi(taxi)
+    if event_id is None:
+        return _score(batch_month, batch_start, batch_end, reingest, taxi)
+    bucket = get_settings().require_bucket()
+    key = layout.handled_event_key(event_id)
+    if s3.exists(bucket, key):
+        earlier = s3.get_json(bucket, key)
+        reason = (f"event {event_id} was already handled by flow run {earlier['flow_run_name']} "
+                  f"({earlier['flow_run_id']}): nothing to do (a replayed event)")
+        logger.info(reason)
+        return Completed(message=reason)
+    result = _score(batch_month, batch_start, batch_end, reingest, taxi)
+    outcome = result.message if isinstance(result, State) else f"scored {result['batch']} with v{result['model_version']}"
+    s3.put_json(bucket, key, {"event_id": event_id, "flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name,
+                              "outcome": outcome})
+    logger.info("event %s handled: %s", event_id, outcome)
+    return result
+
+
+def _score(batch_month: str | None, batch_start: str | None, batch_end: str | None, reingest: bool,
+           taxi: str) -> dict | State:
+    logger = get_run_logger()
     settings = get_settings().for_taxi(taxi)
     if not (batch_month or batch_start or batch_end):
         champion = champion_version(settings)

@@ -18,3 +18,5 @@ DayParam = Annotated[str, Field(pattern=DAY_PATTERN, description="a day, YYYY-MM
 DeviceParam = Literal["auto", "cpu", "cuda"]
 #: yellow or green (trip_duration.schema.TAXI_TYPES): the TLC files, S3 keys and registered model of a run
 TaxiParam = Literal["yellow", "green"]
+#: the id of the Prefect event a trigger started the run for (prefect.yaml passes ``{{ event.id }}``)
+EventIdParam = Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$", description="a Prefect event id (a UUID)")]

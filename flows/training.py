@@ -19,6 +19,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling, Completed, State, StateType
 
+from flows.events import emit_decision
 from flows.fit import FIT_DEPLOYMENT
 from flows.kedro_tasks import COMPUTE_TIMEOUT_S, record_usage, run_pipeline
 from flows.parameters import DeviceParam, MonthParam, TaxiParam
@@ -95,6 +96,8 @@ def training(
         tags = {"trip_duration.fit_run": str(fit.id),
                 "trip_duration.fitted_model": layout.s3_uri(bucket, layout.candidate_key(taxi, train, str(fit.id)))}
     report = catalog.load("promotion_report")
+    # the gate's event: a promotion triggers the rescoring (prefect.yaml), a rejection a notification (chart)
+    logger.info("emitted %s", emit_decision(report, get_settings().model_for(taxi), taxi, str(train), str(valid)))
     # MLflow metrics of the training run: pod seconds, requests, cost, of this pod and its fit's
     usage = record_usage(report["run_id"], others, unknown, tags)
     create_markdown_artifact(

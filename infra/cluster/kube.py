@@ -231,3 +231,14 @@ def pause_schedules(env: dict, *deployments: str) -> None:
         deployment = api(env, "GET", f"/deployments/name/{name}")
         for schedule in deployment["schedules"]:
             api(env, "PATCH", f"/deployments/{deployment['id']}/schedules/{schedule['id']}", json={"active": False})
+
+
+def pause_triggers(env: dict, *deployments: str) -> list[str]:
+    """Pause the automations made from these deployments' ``triggers:`` (prefect.yaml); returns their names."""
+    names = []
+    for name in deployments:
+        deployment = api(env, "GET", f"/deployments/name/{name}")
+        for automation in api(env, "GET", f"/automations/related-to/prefect.deployment.{deployment['id']}"):
+            api(env, "PATCH", f"/automations/{automation['id']}", json={"enabled": False})
+            names.append(automation["name"])
+    return names

@@ -25,11 +25,13 @@ SUMMARY = ROOT / "build" / "demo" / "summary.json"
 PAUSE_SETTLE_S = 10
 DEPLOYMENTS = ("training/train", "training/train-green", "inference/infer", "inference/infer-green")  # every scheduled one
 RESUME_HINT = "prefect deployment schedule resume --all"
+TRIGGERS_HINT = "prefect automation resume 'trip-duration: rescore with a new champion'"
 
 
 def deploy(stack: Stack, pool: str = "local") -> None:
     """`prefect --no-prompt deploy --all` of the one prefect.yaml, after our own checks; then the
-    schedules are paused (see :func:`pause_schedules`)."""
+    schedules and the deployments' event triggers are paused (see :func:`pause_schedules` and
+    :func:`pause_triggers`)."""
     env = {**os.environ, **stack.env(), "PREFECT_WORK_POOL": pool, "TRIP_DURATION_IMAGE": "local-process"}
     for argv, what in (
         ([str(VENV_BIN / "python"), "-m", "infra.deployments", "check"], "checking prefect.yaml"),
@@ -39,6 +41,7 @@ def deploy(stack: Stack, pool: str = "local") -> None:
         if code != 0:
             raise RuntimeError(f"{' '.join(argv)} failed:\n{output[-8000:]}")
     pause_schedules()
+    pause_triggers()
 
 
 def _deploy_progress(line: str) -> str | None:
@@ -86,6 +89,22 @@ def pause_schedules(deployments: tuple[str, ...] = DEPLOYMENTS) -> None:
             if late:
                 quiet_since = time.monotonic()
             time.sleep(1)
+
+
+def pause_triggers() -> list[str]:
+    """Pause the automations `prefect deploy` made from the deployments' ``triggers:`` (prefect.yaml);
+    returns their names. On the local stack runs are started by hand or by the tests, as with the schedules:
+    a promotion would otherwise queue a rescoring run behind them. `TRIGGERS_HINT` turns one back on."""
+    from prefect.client.orchestration import get_client
+
+    paused = []
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            for automation in client.read_resource_related_automations(f"prefect.deployment.{deployment.id}"):
+                if automation.enabled:
+                    client.pause_automation(automation.id)
+                paused.append(automation.name)
+    return paused
 
 
 def write_months(stack: Stack, rows: int = 100_000) -> list[str]:
@@ -249,6 +268,7 @@ def main() -> int:
         f"Shell          source {root / 'env'}   (then prefect, mlflow, kedro, aws s3 ls s3://{stack.bucket}/)\n"
         f"Schedules      paused on the local stack (its 2023 months are older than any scheduled run looks); "
         f"resume: {RESUME_HINT}\n"
+        f"Triggers       paused on the local stack too (README, \"Event-driven runs\"); resume: {TRIGGERS_HINT}\n"
         f"Stop it        make down   (state is kept in {root}; make reset deletes it)\n"
         f"Summary        {SUMMARY.relative_to(ROOT)}"
     )

@@ -242,10 +242,12 @@ class Stack:
                 _run([prefect, "work-queue", "set-concurrency-limit", queue, str(limit), "--pool", pool], env)
 
     def create_automations(self) -> None:
-        """The chart's automations (crash runs that stop sending heartbeats), from the same file."""
+        """The chart's automations, from the same files: crash runs that stop sending heartbeats; and, when
+        TRIP_DURATION_NOTIFY_URL is set (a webhook URL; TRIP_DURATION_PENDING_ALERT_S the Pending bound), the
+        notifications (README, "Notifications")."""
         files = ROOT / "helm" / "trip-duration" / "files"
-        _run([str(VENV_BIN / "python"), str(files / "automations.py"), str(files / "automations.json")],
-             {**os.environ, **self.env()})
+        _run([str(VENV_BIN / "python"), str(files / "automations.py"), str(files / "automations.json"),
+              str(files / "notifications.json")], {**os.environ, **self.env()})
 
     def start_warm_server(self) -> None:
         """The warm-start server the process pool's command talks to (see infra/local/warmstart.py)."""

@@ -14,6 +14,7 @@ candidates/taxi={taxi}/train=YYYY-MM/fit=<flow run id>/model.json  a GPU fit's m
 candidates/taxi={taxi}/train=YYYY-MM/fit=<flow run id>/usage.json  that fit pod's seconds and requests
 predictions/taxi={taxi}/<batch>/model_version=N/predictions.parquet
 reports/inference/taxi={taxi}/<batch>/model_version=N/summary.json
+events/handled/<event id>.json                             the run that acted on a Prefect event (a replay finds it)
 mlflow/                                                    MLflow artifacts (via the tracking server)
 ```
 ``<batch>`` is ``year=YYYY/month=MM`` for a whole month, else ``range=START_END``.
@@ -78,6 +79,11 @@ def predictions_key(taxi: str, batch: DateRange, model_version: int | str) -> st
 
 def inference_summary_key(taxi: str, batch: DateRange, model_version: int | str) -> str:
     return f"reports/inference/taxi={taxi}/{batch.label}/model_version={model_version}/summary.json"
+
+
+def handled_event_key(event_id: str) -> str:
+    """Written by the run an event trigger started, once it acted: a replayed event's run finds it and stops."""
+    return f"events/handled/{event_id}.json"
 
 
 def s3_uri(bucket: str, key: str) -> str:

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from infra.cluster.kube import (FULL, README, RELEASE, Cluster, Forward, ReadmeRun, api, find, fit_runs, load_images,
-                                localise, pause_schedules, readme_block, run_deployment, wait_final)
+                                localise, pause_schedules, pause_triggers, readme_block, run_deployment, wait_final)
 
 ROOT = README.parent
 BUCKET = "trip-duration"
@@ -95,6 +95,8 @@ def installed(cluster, readme):
     """The README's exports (API, S3 through its port-forwards), plus MLflow for the checks."""
     env = readme.env()
     pause_schedules(env, "training/train", "training/train-green", "inference/infer", "inference/infer-green")  # only our runs run from here on
+    # and no rescoring run queued by a promotion (prefect.yaml's trigger; tested on the local stack)
+    assert pause_triggers(env, "inference/backfill") == ["trip-duration: rescore with a new champion"]
     mlflow = Forward(cluster, f"{FULL}-mlflow", 5000)
     try:  # MLflow's admin, from the Secret the chart generated
         yield {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow.port}", "MLFLOW_TRACKING_USERNAME": "admin",
@@ -311,6 +313,23 @@ def test_train_runs_on_the_cpu_node_its_fit_on_the_gpu_node_and_it_sets_the_cham
     assert re.search(r"pod usage: gpu, [0-9.]+ s, requested 1 GPU, 0.5 CPU, 2048 MiB; cost \$[0-9.]+ "
                      rf"\(GPU fit run {fit_name} \({fitted}\)\)", logs), logs[-3000:]
     assert f"run cost: ${metrics['cost_usd']:.4f}" in logs
+
+
+def test_the_readmes_promotion_queued_exactly_one_rescoring_run_that_completes(cluster, installed, trained):
+    """README, "Event-driven runs", on the cluster: the README's train made the first champion (v1); prefect.yaml's
+    trigger, made by its `make deploy`, queued one backfill run for that event, which ran as a Job and completed."""
+    from flows.events import PROMOTED, decision_event_id
+
+    event_id = str(decision_event_id(PROMOTED, "trip-duration-yellow", 1))
+    deadline = time.monotonic() + 120
+    while not (runs := api(installed, "POST", "/flow_runs/filter",
+                           json={"deployments": {"name": {"any_": ["backfill"]}}})) and time.monotonic() < deadline:
+        time.sleep(3)
+    assert [r["parameters"] for r in runs] == [{"reingest": False, "taxi": "yellow", "batch_month": "2023-02",
+                                                 "event_id": event_id}]
+    run = wait_final(installed, runs[0]["id"])
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert job_of(cluster, run["id"])["metadata"]["labels"]["prefect.io/deployment-name"] == "backfill"
 
 
 def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, readme, installed, deployed, trained):

@@ -126,11 +126,28 @@ def test_work_pool_template_comes_from_the_shared_file_with_chart_defaults():
     # the crash-detection automation (the same files the local stack uses), upserted by the same hook Job
     assert json.loads(config["data"]["automations.json"]) == json.loads((CHART / "files" / "automations.json").read_text())
     assert config["data"]["automations.py"] == (CHART / "files" / "automations.py").read_text()
-    assert setup.rstrip().endswith("python /config/automations.py /config/automations.json")
+    assert setup.rstrip().endswith("python /config/automations.py /config/automations.json /config/notifications.json")
+    assert json.loads(config["data"]["notifications.json"]) == json.loads(
+        (CHART / "files" / "notifications.json").read_text())
     gpu_vars = next(d for d in docs if d["metadata"]["name"].endswith("-gpu-job-variables"))
     assert "cloud.google.com/gke-accelerator: nvidia-l4" in gpu_vars["data"]["job-variables.yaml"]
     role = next(d for d in docs if d["kind"] == "Role")
     assert {r for rule in role["rules"] for r in rule["resources"]} == {"jobs", "pods", "pods/log", "events"}
+
+
+def _setup_env(values) -> dict:
+    job = next(d for d in render(values) if d["kind"] == "Job" and d["metadata"]["name"].endswith("-work-pool"))
+    return {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_notifications_take_the_webhook_url_from_the_secret_only_when_enabled():
+    """README, "Notifications": the hook Job gets the URL by reference (never a value of the chart) and the
+    Pending bound; without notifications.enabled it gets neither, and automations.py deletes the automations."""
+    env = _setup_env(CASES["custom-gpu"])
+    assert env["TRIP_DURATION_NOTIFY_URL"] == {"name": "TRIP_DURATION_NOTIFY_URL", "valueFrom": {
+        "secretKeyRef": {"name": "td-alerts", "key": "url"}}}
+    assert env["TRIP_DURATION_PENDING_ALERT_S"]["value"] == "600"
+    assert not {"TRIP_DURATION_NOTIFY_URL", "TRIP_DURATION_PENDING_ALERT_S"} & set(_setup_env(CASES["default"]))
 
 
 def test_the_price_table_reaches_flow_run_pods_only_when_set():
@@ -159,6 +176,9 @@ def test_the_price_table_reaches_flow_run_pods_only_when_set():
         ({"s3": {"bucket": "trip-duration"}, "apiMode": "cloud"}, "worker.cloud.accountId is required when apiMode=cloud"),
         ({"s3": {"bucket": "trip-duration"}, "server": {"database": {"mode": "external"}}},
          "server.database.existingSecret is required"),
+        ({"s3": {"bucket": "trip-duration"}, "notifications": {"enabled": True}},
+         "notifications.existingSecret is required when notifications.enabled=true"),
+        ({"s3": {"bucket": "trip-duration"}, "notifications": {"pendingAlertSeconds": 5}}, "pendingAlertSeconds"),
     ],
 )
 def test_bad_values_fail_the_render_naming_the_key(values, message):

@@ -18,6 +18,9 @@
 {{- if and (not .Values.worker.gpu.enabled) (not .Values.worker.cpu.enabled) -}}
 {{- $errors = append $errors "worker.gpu.enabled and worker.cpu.enabled are both false: no flow run would ever start; enable at least one" -}}
 {{- end -}}
+{{- if and .Values.notifications.enabled (not .Values.notifications.existingSecret) -}}
+{{- $errors = append $errors "notifications.existingSecret is required when notifications.enabled=true: a Secret with the webhook URL (kubectl create secret generic td-alerts --from-literal=url=https://hooks.slack.com/services/...; --set notifications.existingSecret=td-alerts)" -}}
+{{- end -}}
 {{- /* Credentials: generated ones need `lookup` to survive the next render; given ones must hold their keys. */ -}}
 {{- $reachable := include "td.clusterReachable" . -}}
 {{- $generated := list -}}
@@ -32,6 +35,7 @@
 {{- if and (include "td.apiAuthEnabled" .) .Values.server.auth.existingSecret -}}{{- $checks = append $checks (dict "value" "server.auth.existingSecret" "name" .Values.server.auth.existingSecret "keys" (list .Values.server.auth.key) "colon" .Values.server.auth.key) -}}{{- end -}}
 {{- if and (include "td.mlflowAuthEnabled" .) .Values.mlflow.auth.existingSecret -}}{{- $checks = append $checks (dict "value" "mlflow.auth.existingSecret" "name" .Values.mlflow.auth.existingSecret "keys" (list "admin-password" "trainer-password" "reader-password" "flask-secret-key") "colon" "") -}}{{- end -}}
 {{- if and (include "td.needsPostgres" .) .Values.postgresql.auth.existingSecret -}}{{- $checks = append $checks (dict "value" "postgresql.auth.existingSecret" "name" .Values.postgresql.auth.existingSecret "keys" (list "password") "colon" "") -}}{{- end -}}
+{{- if and .Values.notifications.enabled .Values.notifications.existingSecret -}}{{- $checks = append $checks (dict "value" "notifications.existingSecret" "name" .Values.notifications.existingSecret "keys" (list .Values.notifications.key) "colon" "") -}}{{- end -}}
 {{- range $c := $checks -}}
 {{- $found := lookup "v1" "Secret" $.Release.Namespace $c.name -}}
 {{- if not $found -}}

@@ -1,0 +1,272 @@
+"""Event-driven runs and notifications on the real local servers (README, "Event-driven runs" and
+"Notifications"): prefect.yaml's trigger as `prefect deploy` made it, the chart's notification
+automations as its hook Job makes them (the same automations.py and JSON), a real training run's event,
+and the messages the Prefect server POSTs to a local HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.events import PROMOTED, REJECTED, decision_event_id
+from infra.local.demo import deploy, registry_facts, run_and_wait
+from infra.local.stack import ROOT, VENV_BIN
+from tests.conftest import put_month
+
+pytestmark = pytest.mark.integration
+
+FILES = ROOT / "helm" / "trip-duration" / "files"
+TRIGGER = "trip-duration: rescore with a new champion"
+PENDING_S = 15
+
+
+class Receiver:
+    """A webhook on 127.0.0.1 that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, *texts: str, timeout: float = 90) -> str:
+        """The first message's text containing every one of ``texts``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in list(self.bodies):
+                if all(t in body["text"] for t in texts):
+                    return body["text"]
+            time.sleep(1)
+        raise AssertionError(f"no message with {texts} in {timeout} s; received: {self.bodies}")
+
+
+def _automations(env: dict, url: str | None) -> str:
+    """What the chart's hook Job runs (notifications on with ``url``, off without)."""
+    env = {**os.environ, **env, "TRIP_DURATION_PENDING_ALERT_S": str(PENDING_S)}
+    env.pop("TRIP_DURATION_NOTIFY_URL", None)
+    if url:
+        env["TRIP_DURATION_NOTIFY_URL"] = url
+    done = subprocess.run([str(VENV_BIN / "python"), str(FILES / "automations.py"), str(FILES / "automations.json"),
+                           str(FILES / "notifications.json")], env=env, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def deployed(flow_stack):
+    for month in ("2023-01", "2023-02", "2023-03"):
+        put_month(flow_stack, month)
+    deploy(flow_stack)
+    return flow_stack
+
+
+@pytest.fixture(scope="module")
+def receiver(deployed):
+    hook = Receiver()
+    out = _automations(deployed.env(), hook.url)
+    assert "notifications on" in out and hook.url not in out  # the URL is a secret: never printed
+    yield hook
+    assert "deleted (notifications are off)" in _automations(deployed.env(), None)
+    hook.server.shutdown()
+
+
+def _trigger():
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("inference/backfill")
+        (automation,) = client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+        return automation
+
+
+def _backfill_runs(since: datetime) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["backfill"])),
+                                     limit=200)
+    return [r for r in runs if r.created and r.created >= since]
+
+
+def _events(name: str, resource_id: str) -> list[dict]:
+    import httpx
+
+    response = httpx.post(f"{os.environ['PREFECT_API_URL']}/events/filter", timeout=30, json={
+        "filter": {"event": {"name": [name]}, "resource": {"id": [resource_id]},
+                   "occurred": {"since": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}},
+        "limit": 50})
+    response.raise_for_status()
+    return response.json()["events"]
+
+
+def _wait_for_events(name: str, resource_id: str, event_id: str | None = None, timeout: float = 60) -> list[dict]:
+    """The events (of id ``event_id``) once the server has them: a run's events are sent as its process exits
+    and stored in batches, after its final state."""
+    deadline = time.monotonic() + timeout
+    while not (found := [e for e in _events(name, resource_id) if event_id in (None, e["id"])]):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {name} event {event_id or ''} about {resource_id} in {timeout} s")
+        time.sleep(1)
+    return found
+
+
+def _automation_events() -> list[tuple[str, dict]]:
+    """What the server's automations did (triggered, actions fired or failed): the assertion's context."""
+    import httpx
+
+    response = httpx.post(f"{os.environ['PREFECT_API_URL']}/events/filter", timeout=30, json={
+        "filter": {"event": {"prefix": ["prefect.automation"]},
+                   "occurred": {"since": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}},
+        "limit": 50})
+    response.raise_for_status()
+    return [(e["event"], e["payload"]) for e in response.json()["events"]]
+
+
+def _replay(event: dict) -> None:
+    """Send ``event`` again, same id: what a client's retry or a relay's redelivery does."""
+    from prefect.events import Event
+    from prefect.events.clients import get_events_client
+
+    async def send():
+        async with get_events_client() as client:
+            await client.emit(Event.model_validate({k: event[k] for k in
+                                                    ("occurred", "event", "resource", "related", "payload", "id")}))
+
+    asyncio.run(send())
+
+
+def _wait_final(run_id, timeout: float = 300):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(run_id)
+            if run.state and run.state.is_final():
+                return run
+            time.sleep(1)
+    raise AssertionError(f"flow run {run_id} not final in {timeout} s")
+
+
+def test_local_deploys_leave_the_trigger_made_from_prefect_yaml_paused(deployed):
+    automation = _trigger()
+    assert automation.name == TRIGGER and not automation.enabled
+    assert automation.trigger.expect == {PROMOTED}
+
+
+def test_a_new_champion_rescores_once_and_a_replay_starts_nothing(deployed, receiver):
+    from prefect.client.orchestration import get_client
+
+    model = "trip-duration-yellow"
+    mlflow = MlflowClient(deployed.mlflow_url)
+    try:  # no champion: this run's gate promotes whatever it trains
+        mlflow.delete_registered_model_alias(model, "champion")
+    except Exception:  # noqa: BLE001 - first run of the model (this module alone)
+        pass
+    with get_client(sync_client=True) as client:
+        client.resume_automation(_trigger().id)
+    try:
+        since = datetime.now(timezone.utc)
+        state, _, train_id = run_and_wait("training/train", {"train_month": "2023-01"}, quiet=True)
+        facts = registry_facts(deployed, train_id)
+        assert state == "Completed" and facts["promotion_decision"] == "promoted", facts
+        version = facts["registered_version"]
+        assert facts["champion_version"] == version
+        event_id = str(decision_event_id(PROMOTED, model, version))
+        # the run emitted its gate's event, with the id derived from the version
+        (event,) = _wait_for_events(PROMOTED, f"trip-duration.model.{model}", event_id)
+        assert event["payload"]["version"] == str(version) and event["payload"]["taxi"] == "yellow"
+        assert event["resource"]["trip-duration.model.version"] == str(version)
+
+        deadline = time.monotonic() + 90
+        while not (runs := _backfill_runs(since)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(runs) == 1, (_trigger(), _automation_events())
+        (run,) = runs
+        assert run.parameters == {"reingest": False, "taxi": "yellow", "batch_month": "2023-02", "event_id": event_id}
+        run = _wait_final(run.id)
+        assert run.state.is_completed(), run.state
+        handled = json.loads(deployed_s3_get(deployed, f"events/handled/{event_id}.json"))
+        assert handled["flow_run_id"] == str(run.id) and handled["outcome"] == f"scored year=2023/month=02 with v{version}"
+
+        _replay(event)  # the same event again: the server has seen its id
+        time.sleep(20)
+        assert [r.id for r in _backfill_runs(since)] == [run.id]
+
+        # a replay later than the server remembers ids (15 min; or after a restart) still creates a run:
+        # that run finds the event handled in S3 and does nothing
+        state, _, late_id = run_and_wait("inference/backfill", {"taxi": "yellow", "batch_month": "2023-02",
+                                                                "event_id": event_id}, quiet=True)
+        with get_client(sync_client=True) as client:
+            late = client.read_flow_run(late_id)
+        assert state == "Completed" and f"already handled by flow run {run.name}" in late.state.message
+
+        # the same data again does not beat the champion by the margin: rejected, a message, no rescoring
+        since = datetime.now(timezone.utc)
+        state, _, again_id = run_and_wait("training/train", {"train_month": "2023-01"}, quiet=True)
+        again = registry_facts(deployed, again_id)
+        assert state == "Completed" and again["promotion_decision"] == "rejected", again
+        text = receiver.wait_for(f"{model} v{again['registered_version']} not promoted", "does not beat champion",
+                                 f"stays v{version}")
+        assert "trained on 2023-01, validated on 2023-02" in text
+        assert _wait_for_events(REJECTED, f"trip-duration.model.{model}")
+        time.sleep(10)
+        assert _backfill_runs(since) == []
+    finally:
+        with get_client(sync_client=True) as client:
+            client.pause_automation(_trigger().id)
+
+
+def deployed_s3_get(stack, key: str) -> bytes:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=stack.s3_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")
+    return s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+
+
+def test_a_failed_run_sends_a_message_naming_it_and_its_logs(deployed, receiver):
+    state, _, run_id = run_and_wait("training/train", {"train_month": "2031-01"}, quiet=True)
+    assert state == "Failed"
+    text = receiver.wait_for(f"({run_id})", "ended Failed")
+    assert text.startswith("trip-duration: training/") and "2031-01" in text
+    assert f"kubectl logs -l prefect.io/flow-run-id={run_id}" in text
+
+
+def test_a_run_pending_longer_than_the_bound_sends_a_message(deployed, receiver):
+    """A run whose pod never starts stays Pending (Unschedulable: no GPU node, a quota): here a run put in
+    Pending by hand, scheduled far ahead so no worker takes it."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending, Scheduled
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("inference/backfill")
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"batch_month": "2023-01"},
+            state=Scheduled(scheduled_time=datetime.now(timezone.utc) + timedelta(days=30)))
+        client.set_flow_run_state(run.id, Pending(), force=True)
+        try:
+            text = receiver.wait_for(f"({run.id})", f"Pending for over {PENDING_S} s", timeout=PENDING_S + 90)
+            assert f"kubectl get pods -l prefect.io/flow-run-id={run.id}" in text
+        finally:
+            client.delete_flow_run(run.id)
