@@ -14,18 +14,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from infra.local.demo import deploy, run_and_wait
+from infra.local.demo import run_and_wait
 from tests.conftest import fit_runs, put_month
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def deployed(flow_stack):
-    for month in ("2023-01", "2023-02", "2023-03"):
-        put_month(flow_stack, month)
-    deploy(flow_stack)
-    return flow_stack
 
 
 def _task_runs(flow_run_id):

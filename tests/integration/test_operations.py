@@ -18,9 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.events import PROMOTED, REJECTED, decision_event_id
-from infra.local.demo import deploy, registry_facts, run_and_wait
+from infra.local.demo import registry_facts, run_and_wait
 from infra.local.stack import ROOT, VENV_BIN
-from tests.conftest import put_month
 
 pytestmark = pytest.mark.integration
 
@@ -69,14 +68,6 @@ def _automations(env: dict, url: str | None) -> str:
     done = subprocess.run([str(VENV_BIN / "python"), str(FILES / "automations.py"), str(FILES / "automations.json"),
                            str(FILES / "notifications.json")], env=env, capture_output=True, text=True, check=True)
     return done.stdout
-
-
-@pytest.fixture(scope="module")
-def deployed(flow_stack):
-    for month in ("2023-01", "2023-02", "2023-03"):
-        put_month(flow_stack, month)
-    deploy(flow_stack)
-    return flow_stack
 
 
 @pytest.fixture(scope="module")
