@@ -32,6 +32,9 @@ COPY --from=build /opt/venv /opt/venv
 # The pull step of every flow run (prefect.yaml): fetches the deployment's code archive by its exact
 # key and checks its SHA-256 and members before unpacking. In the image, not in the archive it checks.
 COPY infra/code_pull.py /opt/trip-duration/code_pull.py
+# Logs that outlive pods: the flow-run container runs its command through `pod_log.py tee` and the chart's
+# `pod-log` sidecar ships the copy to S3 (README). Also not in the archive: it runs before the code is pulled.
+COPY infra/pod_log.py /opt/trip-duration/pod_log.py
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -45,9 +45,9 @@ deploy: install ## check prefect.yaml, then `prefect deploy --all` to the server
 	$(PY) -m infra.deployments check
 	.venv/bin/prefect --no-prompt deploy --all
 
-backfill: install ## score months FROM..TO (YYYY-MM) with the champion [TAXI=green]: one queued run each on inference/backfill
-	@if [ -z "$(FROM)" ] || [ -z "$(TO)" ]; then echo "usage: make backfill FROM=YYYY-MM TO=YYYY-MM [TAXI=yellow|green]"; exit 2; fi
-	$(PY) -m infra.backfill --from $(FROM) --to $(TO) --taxi $(or $(TAXI),yellow)
+backfill: install ## score (or TRAIN=1: train on) months FROM..TO (YYYY-MM), one run each, none twice [TAXI=green WATCH=1 AGAIN=1]
+	@if [ -z "$(FROM)" ] || [ -z "$(TO)" ]; then echo "usage: make backfill FROM=YYYY-MM TO=YYYY-MM [TAXI=yellow|green] [TRAIN=1] [WATCH=1] [AGAIN=1]"; exit 2; fi
+	$(PY) -m infra.backfill --from $(FROM) --to $(TO) --taxi $(or $(TAXI),yellow) $(if $(TRAIN),--train) $(if $(WATCH),--watch) $(if $(AGAIN),--again)
 
 image: ## build the flow-run image (docker build)
 	docker build -t trip-duration:dev .

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -484,8 +485,60 @@ def test_a_pod_killed_hard_ends_crashed_and_a_rerun_completes(cluster, installed
     pod = pod_of(cluster, run_id)
     reason = pod["status"]["containerStatuses"][0]["state"].get("terminated", {}).get("reason")
     assert reason == "OOMKilled", pod["status"]
+    # README, "Logs that outlive pods": the pod-log sidecar, in its own cgroup, shipped what there was
+    log = _s3_log(installed, run_id)
+    assert log.startswith("===== pod "), log[:2000]
     rerun = run_deployment(installed, "inference/infer", {"batch_month": "2023-02"})
     assert wait_final(installed, rerun)["state"]["type"] == "COMPLETED"
+
+
+def _trip_duration(installed: dict, *args: str) -> subprocess.CompletedProcess:
+    trip_duration = os.path.join(os.path.dirname(sys.executable), "trip-duration")
+    return subprocess.run([trip_duration, *args], env={**os.environ, **installed}, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _s3_log(installed: dict, run_id: str, expect: str = "", timeout: float = 120) -> str:
+    """The run's log in S3 (README: `trip-duration logs <flow-run-id>`), once it holds ``expect``: the sidecar's
+    last upload lands as the pod ends, a moment after the worker has reported the run's final state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = _trip_duration(installed, "logs", run_id)
+        if done.returncode == 0 and expect in done.stdout:
+            return done.stdout
+        assert time.monotonic() < deadline, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+        time.sleep(3)
+
+
+def test_a_runs_log_outlives_its_job_and_a_crash_before_prefect_started_is_kept(cluster, installed, trained):
+    """README, "Logs that outlive pods": the README's training Job is deleted, and its pods with it; the section's
+    three commands, as written, print its Kedro nodes from S3. A run whose command cannot start (nothing reaches
+    Prefect's API: the worker marks it Crashed) has its log, with the reason."""
+    cluster.kubectl("delete", "job", "-l", f"prefect.io/flow-run-id={trained}", "--wait=true")
+    cluster.kubectl("wait", "--for=delete", "pod", "-l", f"prefect.io/flow-run-id={trained}", "--timeout=180s")
+    assert not cluster.kubectl("get", "pods", "-l", f"prefect.io/flow-run-id={trained}", "-o", "name").strip()
+    recipes = readme_block("### Logs that outlive pods").replace("<flow-run-id>", trained)
+    outputs = {}
+    for line in recipes.splitlines():
+        command = line.split("#", 1)[0].strip()
+        if command:
+            done = subprocess.run(["bash", "-c", command], env={**os.environ, **installed}, capture_output=True,
+                                  text=True, timeout=120)
+            assert done.returncode == 0, (command, done.stderr[-2000:])
+            outputs[line.split("#", 1)[1].strip()] = done.stdout
+    assert set(outputs) == {"any run, by its id", "straight to its key", "the same object"}, outputs.keys()
+    assert len(set(outputs.values())) == 1, "the three commands print different things"
+    log = outputs["any run, by its id"]
+    assert log.startswith("===== pod ") and "Running node: evaluate" in log and "Completed" in log, (
+        log[-3000:])
+    assert log.rstrip().endswith("exited with code 0"), log[-2000:]
+
+    run_id = run_deployment(installed, "inference/infer", {"batch_month": "2023-02"},
+                            {"command": "prefect-no-such-command flow-run execute"})
+    final = wait_final(installed, run_id, timeout=600)
+    assert final["state"]["type"] == "CRASHED", _history(installed, run_id)
+    log = _s3_log(installed, run_id, expect="cannot start")
+    assert "cannot start ['prefect-no-such-command', 'flow-run', 'execute']: No such file or directory (exit 127)" in log
 
 
 def test_uninstall_leaves_only_the_documented_leftovers(cluster, installed, trained):

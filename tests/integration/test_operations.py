@@ -261,3 +261,62 @@ def test_a_run_pending_longer_than_the_bound_sends_a_message(deployed, receiver)
             assert f"kubectl get pods -l prefect.io/flow-run-id={run.id}" in text
         finally:
             client.delete_flow_run(run.id)
+
+
+def _backfill(capsys, *args: str) -> tuple[int, str]:
+    from infra import backfill
+
+    code = backfill.main(list(args))
+    return code, capsys.readouterr().out
+
+
+def _runs_of(deployment_name: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(
+            name=DeploymentFilterName(any_=[deployment_name.split("/")[1]])))
+
+
+def test_make_backfill_shows_progress_and_never_queues_a_month_twice(deployed, capsys):
+    """README, "Backfills": WATCH=1 follows the runs with a line per change and a done count; the same
+    range again queues nothing (one run Completed per month); AGAIN=1 queues anew, and an identical call
+    while that run is active follows it instead of queueing a second one."""
+    before = len(_runs_of("inference/backfill"))
+    code, out = _backfill(capsys, "--from", "2023-02", "--to", "2023-03", "--watch")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("2023-02: flow run ") and lines[0].endswith(" queued on inference/backfill")
+    assert lines[1].startswith("2023-03: flow run ") and lines[1].endswith(" queued on inference/backfill")
+    progress = [line for line in lines if line.startswith("[")]
+    assert any(line.startswith("[0/2 done] 2023-02: ") and line.endswith("new -> Scheduled") for line in progress), out
+    assert [line.split("] ")[0] for line in progress if line.endswith("-> Completed")][-1] == "[2/2 done", out
+    assert lines[-1] == "backfill done: 2 Completed"
+    assert len(_runs_of("inference/backfill")) == before + 2
+
+    code, out = _backfill(capsys, "--from", "2023-02", "--to", "2023-03")
+    assert code == 0 and out.count("already completed, not queued again (AGAIN=1)") == 2, out
+    assert len(_runs_of("inference/backfill")) == before + 2  # nothing queued
+
+    code, out = _backfill(capsys, "--from", "2023-03", "--to", "2023-03", "--again")
+    assert code == 0 and out.startswith("2023-03: flow run ") and " queued on " in out, out
+    code, again = _backfill(capsys, "--from", "2023-03", "--to", "2023-03", "--again", "--watch")
+    run_name = out.split("flow run ", 1)[1].split(" ", 1)[0]
+    assert again.startswith(f"2023-03: flow run {run_name} ") and "already queued, not queued again on" in again, again
+    assert code == 0 and again.splitlines()[-1] == "backfill done: 1 Completed"
+    assert len(_runs_of("inference/backfill")) == before + 3
+
+
+def test_a_training_backfill_fits_through_the_gpu_queue_and_reports_a_failed_month(deployed, capsys):
+    """TRAIN=1: one training run per month on training/train, its fit a run of `fit` on the gpu queue (the
+    queue's concurrency limit holds); a month without its validation month fails, and WATCH=1 exits 1
+    naming it."""
+    code, out = _backfill(capsys, "--from", "2023-02", "--to", "2023-03", "--train", "--watch")
+    assert code == 1, out
+    assert " queued on training/train" in out.splitlines()[0]
+    assert out.splitlines()[-1] == "backfill ended: 1 Completed, 1 Failed", out
+    failed = next(line for line in out.splitlines() if line.startswith("[2/2 done]") and "-> Failed: " in line)
+    assert "2023-03" in failed and "2023-04" in failed, failed  # the missing validation month, named
+    fits = [run for run in _runs_of("training/fit") if run.parameters.get("train_month") == "2023-02"]
+    assert fits and all(run.work_queue_name == "gpu" for run in fits), [(r.name, r.work_queue_name) for r in fits]

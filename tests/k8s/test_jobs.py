@@ -81,7 +81,8 @@ def test_labels_for_kubectl_logs_and_chart_wiring(jobs):
                     "infer-green": "reader", "backfill": "reader"}[name]  # only train moves the champion
         assert env["MLFLOW_TRACKING_USERNAME"]["value"] == identity
         assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == f"{identity}-password"
-        assert {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"]} == {"work": "1Gi", "tmp": "8Gi", "cache": "2Gi"}
+        assert {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"]} == {
+            "work": "1Gi", "tmp": "8Gi", "cache": "2Gi", "pod-log": "216Mi"}
         assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
         assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "flow-run"
 
@@ -104,3 +105,47 @@ def test_every_pod_says_what_it_requested_for_its_cost_record(jobs, name, gpus):
         "resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}}
     assert env["TRIP_DURATION_POD_GPUS"].get("value") == gpus  # unset on CPU pods: no GPU
     assert "PREFECT__FLOW_RUN_ID" in env  # the worker's own entries are still merged in
+
+
+POD_LOG = ["python", "-I", "/opt/trip-duration/pod_log.py"]
+
+
+def test_every_pods_output_is_teed_and_shipped_by_a_sidecar_to_its_s3_key(jobs):
+    """README, "Logs that outlive pods": the command runs through pod_log.py tee, and a native sidecar
+    (restartPolicy Always) with the S3 settings and the pod's Prefect labels ships the copy."""
+    for name, job in jobs.items():
+        pod = _pod(job)
+        container = pod["containers"][0]
+        assert container["command"] == [*POD_LOG, "tee", "--file", "/var/log/trip-duration/pod.log",
+                                        "--max-bytes", str(200 * 1024 * 1024), "--await-shipper", "10", "--"]
+        assert container["args"] == ["prefect", "flow-run", "execute"]
+        (sidecar,) = pod["initContainers"]
+        assert sidecar["name"] == "pod-log" and sidecar["restartPolicy"] == "Always"
+        assert sidecar["command"] == [*POD_LOG, "ship", "--file", "/var/log/trip-duration/pod.log", "--every", "30"]
+        assert sidecar["image"] == container["image"] and sidecar["envFrom"] == container["envFrom"]
+        assert {"name": "pod-log", "mountPath": "/var/log/trip-duration"} in container["volumeMounts"]
+        assert sidecar["volumeMounts"] == [{"name": "pod-log", "mountPath": "/var/log/trip-duration"}]
+        assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
+        assert sidecar["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "160Mi"}}
+        assert "nvidia.com/gpu" not in str(sidecar)  # the fit's GPU stays the flow run's
+        # the key's parts: labels the worker put on the pod (downward API)
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in sidecar["env"]}
+        assert refs == {"TRIP_DURATION_LOG_FLOW": "metadata.labels['prefect.io/flow-name']",
+                        "TRIP_DURATION_LOG_DEPLOYMENT": "metadata.labels['prefect.io/deployment-name']",
+                        "TRIP_DURATION_LOG_FLOW_RUN_ID": "metadata.labels['prefect.io/flow-run-id']"}
+        assert {"prefect.io/flow-name", "prefect.io/deployment-name", "prefect.io/flow-run-id"} <= set(labels)
+        assert labels["prefect.io/deployment-name"] == name
+        # kubectl logs <pod> shows the flow run, not the sidecar
+        assert job["spec"]["template"]["metadata"]["annotations"] == {
+            "kubectl.kubernetes.io/default-container": "prefect-job"}
+
+
+def test_pod_logs_off_leaves_the_pod_as_prefect_kubernetes_builds_it():
+    values = {**ci_values()["default"], "flowRun": {"podLogs": {"enabled": False, "uploadEverySeconds": 30,
+                                                                "maxMiB": 200, "resources": {}}}}
+    docs = render(values)
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-work-pool"))
+    pod = json.loads(config["data"]["base-job-template.json"])["job_configuration"]["job_manifest"]["spec"]["template"]
+    assert "initContainers" not in pod["spec"] and "command" not in pod["spec"]["containers"][0]
+    assert "pod-log" not in {v["name"] for v in pod["spec"]["volumes"]}

@@ -86,14 +86,20 @@ def test_flow_run_pod_settings_come_from_values():
               "flowRun": {"podSecurityContext": {"runAsNonRoot": True, "runAsUser": 4242, "seccompProfile": {"type": "RuntimeDefault"}},
                           "containerSecurityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                                        "capabilities": {"drop": ["ALL"]}},
-                          "sizeLimits": {"work": "300Mi", "tmp": "2Gi", "cache": "1Gi"}}}
+                          "sizeLimits": {"work": "300Mi", "tmp": "2Gi", "cache": "1Gi"}, "podLogs": {"maxMiB": 50}}}
     docs = render(values)
     pod = _template(docs)["job_configuration"]["job_manifest"]["spec"]["template"]
     assert pod["metadata"]["labels"] == {"app.kubernetes.io/name": "trip-duration", "app.kubernetes.io/instance": "td",
                                          "app.kubernetes.io/component": "flow-run"}
     assert pod["spec"]["securityContext"]["runAsUser"] == 4242
     assert {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["spec"]["volumes"]} == {
-        "work": "300Mi", "tmp": "2Gi", "cache": "1Gi"}
+        "work": "300Mi", "tmp": "2Gi", "cache": "1Gi", "pod-log": "66Mi"}
+    # the log sidecar runs as hardened as the flow run, its copy bounded below its emptyDir
+    (sidecar,) = pod["spec"]["initContainers"]
+    assert sidecar["securityContext"] == pod["spec"]["containers"][0]["securityContext"]
+    assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    tee = pod["spec"]["containers"][0]["command"]
+    assert tee[tee.index("--max-bytes") + 1] == str(50 * 1024 * 1024)
     assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     for doc in docs:  # every pod of the chart too
         if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:

@@ -41,8 +41,56 @@ def test_the_taxi_reaches_every_queued_run(monkeypatch):
 
     calls = []
     monkeypatch.setattr(prefect.deployments, "run_deployment", lambda name, **kw: calls.append((name, kw)) or kw)
+    monkeypatch.setattr(backfill, "_runs", lambda name, completed: [])
     backfill.queue([Month(2023, 1), Month(2023, 2)], taxi="green")
     assert [kw["parameters"] for _, kw in calls] == [
         {"batch_month": "2023-01", "reingest": False, "taxi": "green"},
         {"batch_month": "2023-02", "reingest": False, "taxi": "green"}]
     assert {name for name, _ in calls} == {"inference/backfill"} and calls[0][1]["tags"] == ["backfill", "green"]
+
+
+class _Run:
+    def __init__(self, name, parameters, state="Running", message=None):
+        from types import SimpleNamespace
+
+        self.name, self.parameters, self.id = name, parameters, name
+        final = state in {"Completed", "Failed", "Crashed", "Cancelled"}
+        self.state = SimpleNamespace(name=state, message=message, is_final=lambda: final)
+
+
+def test_a_month_with_an_active_or_completed_identical_run_is_not_queued_again(monkeypatch):
+    import prefect.deployments
+
+    active = [_Run("active-feb", {"batch_month": "2023-02", "reingest": False, "taxi": "yellow", "event_id": "e"})]
+    done = [_Run("done-jan", {"batch_month": "2023-01", "reingest": False, "taxi": "yellow"}, "Completed"),
+                 _Run("done-mar-green", {"batch_month": "2023-03", "reingest": False, "taxi": "green"}, "Completed")]
+    monkeypatch.setattr(backfill, "_runs", lambda name, completed: done if completed else active)
+    created = []
+    monkeypatch.setattr(prefect.deployments, "run_deployment",
+                        lambda name, **kw: created.append(kw["parameters"]["batch_month"]) or _Run("new", kw["parameters"]))
+    out = backfill.queue(backfill.months("2023-01", "2023-03"))
+    assert [(str(q.month), q.how, q.run.name) for q in out] == [
+        ("2023-01", "already completed", "done-jan"), ("2023-02", "already queued", "active-feb"),
+        ("2023-03", "queued", "new")]  # March's Completed run was green's: other parameters
+    assert created == ["2023-03"]
+    created.clear()
+    again = backfill.queue(backfill.months("2023-01", "2023-02"), again=True)
+    assert [q.how for q in again] == ["queued", "already queued"] and created == ["2023-01"]
+
+
+def test_training_backfills_go_to_each_taxis_train_deployment_and_refuse_reingest(capsys):
+    assert backfill.deployment_for(True, "yellow") == "training/train"
+    assert backfill.deployment_for(True, "green") == "training/train-green"
+    assert backfill.deployment_for(False, "green") == "inference/backfill"
+    assert backfill.parameters_for(Month(2023, 4), True, "green") == {"train_month": "2023-04", "taxi": "green"}
+    assert backfill.main(["--from", "2023-01", "--to", "2023-02", "--train", "--reingest"]) == 2
+    assert "--reingest is for scoring" in capsys.readouterr().err
+
+
+def test_a_progress_line_counts_what_is_done_and_names_why_a_run_failed():
+    run = _Run("brave-otter", {}, "Failed", "DataNotFoundError: raw/yellow_tripdata_2023-04.parquet is missing")
+    assert backfill.progress_line(3, 6, Month(2023, 3), run, "Running") == (
+        "[3/6 done] 2023-03: brave-otter Running -> Failed: DataNotFoundError: raw/yellow_tripdata_2023-04.parquet "
+        "is missing")
+    assert backfill.progress_line(0, 6, Month(2023, 3), _Run("x", {}, "Scheduled"), None) == (
+        "[0/6 done] 2023-03: x new -> Scheduled")
