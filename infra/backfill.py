@@ -129,10 +129,11 @@ def progress_line(done: int, total: int, month: Month, run, previous: str | None
     return text
 
 
-def watch(queued: list[Queued], poll_s: float = 3.0, timeout_s: float | None = None, out=sys.stdout) -> Counter:
+def watch(queued: list[Queued], poll_s: float = 3.0, timeout_s: float | None = None, out=None) -> Counter:
     """Follow the runs until every one has ended; a line per change of state. Returns the final states' count."""
     from prefect.client.orchestration import get_client
 
+    out = out or sys.stdout  # at call time: a caller may have replaced sys.stdout since the import
     seen: dict = {q.run.id: None for q in queued}
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with get_client(sync_client=True) as client:

@@ -185,16 +185,22 @@ class Concat(io.RawIOBase):
 
 
 class Shipper:
-    def __init__(self, path: str, bucket: str, key: str, pod: str, client=None) -> None:
+    """Uploads the file under one key. boto3 is imported, and the earlier pods' log read, at the first
+    upload (``--every`` seconds in, or when stopped): the sidecar takes no CPU from the flow run's start."""
+
+    def __init__(self, path: str, bucket: str, key: str, pod: str) -> None:
+        self.path, self.bucket, self.key, self.pod = path, bucket, key, pod
+        self.header = pod_header(pod, dt.datetime.now(dt.timezone.utc))
+        self.client = self.transfer = self.prefix = None
+        self.shipped = -1
+
+    def _connect(self) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig
 
-        self.path, self.bucket, self.key = path, bucket, key
-        self.client = client or boto3.client("s3")
+        self.client = boto3.client("s3")
         self.transfer = TransferConfig(max_concurrency=2, multipart_chunksize=8 * 1024 * 1024)
-        self.header = pod_header(pod, dt.datetime.now(dt.timezone.utc))
-        self.prefix = earlier_pods(self._previous(), pod)
-        self.shipped = -1
+        self.prefix = earlier_pods(self._previous(), self.pod)
 
     def _previous(self) -> bytes:
         try:
@@ -217,6 +223,13 @@ class Shipper:
         size = self.size()
         if size == self.shipped and not final:
             return True
+        if self.client is None:
+            try:
+                self._connect()
+            except Exception as err:  # noqa: BLE001 - one line, then the next attempt
+                self.client = None
+                _write_all(2, note(f"could not reach S3 for s3://{self.bucket}/{self.key}: {err}"))
+                return False
         body = Concat(self.prefix + self.header + (b"" if size or not final else note(
             "nothing from the flow-run container: it printed nothing, or was killed first (its pod's status and the flow run's state say which)")), self.path, size)
         try:

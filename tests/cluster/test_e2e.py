@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from infra.cluster.kube import (FULL, README, RELEASE, Cluster, Forward, ReadmeRun, api, find, fit_runs, load_images,
@@ -205,7 +206,7 @@ def test_install_brings_up_every_pod_and_the_work_pool(cluster, installed):
     chart_pods = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/instance") == RELEASE
                   and p["metadata"]["labels"].get("app.kubernetes.io/component") != "flow-run"]  # runs' pods end
     assert {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in chart_pods} >= {
-        "server", "postgresql", "mlflow", "worker-gpu", "worker-cpu"}
+        "server", "postgresql", "mlflow", "worker-gpu", "worker-cpu", "metrics"}
     for pod in chart_pods:
         ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
         assert ready.get("Ready") == "True", pod["metadata"]["name"]
@@ -539,6 +540,32 @@ def test_a_runs_log_outlives_its_job_and_a_crash_before_prefect_started_is_kept(
     assert final["state"]["type"] == "CRASHED", _history(installed, run_id)
     log = _s3_log(installed, run_id, expect="cannot start")
     assert "cannot start ['prefect-no-such-command', 'flow-run', 'execute']: No such file or directory (exit 127)" in log
+
+
+def test_the_metrics_exporter_serves_the_pools_series_with_sane_values(cluster, installed, trained, fitted):
+    """README, "Metrics", on the cluster: the chart's exporter, scraped through its Service, answers with every
+    series: the README's train Completed, its fit one run of the gpu queue with its GPU-seconds, each queue's
+    depth and waits (no run left waiting once the runs above ended)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    forward = Forward(cluster, f"{FULL}-metrics", 9464)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{forward.port}/metrics", timeout=60).text
+    finally:
+        forward.close()
+    series = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text)
+              for s in family.samples if s.name.startswith("trip_duration_")}
+    assert series[("trip_duration_prefect_api_up", ())] == 1, text[-3000:]
+    assert series[("trip_duration_flow_runs", (("deployment", "training/train"), ("state", "Completed")))] >= 1
+    fit = next(dict(labels)["deployment"] for name, labels in series if name == "trip_duration_gpu_queue_runs")
+    assert fit.endswith("/fit") and series[("trip_duration_gpu_queue_runs", (("deployment", fit),))] >= 1
+    assert 0 < series[("trip_duration_gpu_queue_run_seconds", (("deployment", fit),))] < 3600
+    for queue in ("cpu", "gpu"):
+        assert series[("trip_duration_work_queue_waiting_runs", (("queue", queue),))] >= 0
+        assert series[("trip_duration_work_queue_oldest_wait_seconds", (("queue", queue),))] >= 0
+        waits = [series[("trip_duration_work_queue_wait_to_start_seconds", (("queue", queue), ("stat", s)))]
+                 for s in ("mean", "max")]
+        assert 0 <= waits[0] <= waits[1] < 3600, (queue, waits)
 
 
 def test_uninstall_leaves_only_the_documented_leftovers(cluster, installed, trained):

@@ -264,10 +264,14 @@ def test_a_run_pending_longer_than_the_bound_sends_a_message(deployed, receiver)
 
 
 def _backfill(capsys, *args: str) -> tuple[int, str]:
+    import re
+
     from infra import backfill
 
     code = backfill.main(list(args))
-    return code, capsys.readouterr().out
+    # what make backfill prints (the flows' imports may log through Kedro's console handler too)
+    ours = [line for line in capsys.readouterr().out.splitlines() if re.match(r"(\d{4}-\d{2}: |\[\d|backfill |follow )", line)]
+    return code, "\n".join(ours) + "\n"
 
 
 def _runs_of(deployment_name: str) -> list:
@@ -282,29 +286,32 @@ def _runs_of(deployment_name: str) -> list:
 def test_make_backfill_shows_progress_and_never_queues_a_month_twice(deployed, capsys):
     """README, "Backfills": WATCH=1 follows the runs with a line per change and a done count; the same
     range again queues nothing (one run Completed per month); AGAIN=1 queues anew, and an identical call
-    while that run is active follows it instead of queueing a second one."""
+    while that run is active follows it instead of queueing a second one. (REINGEST=1 throughout: the
+    promotion above rescored 2023-02 without it, so these parameters have no run yet.)"""
     before = len(_runs_of("inference/backfill"))
-    code, out = _backfill(capsys, "--from", "2023-02", "--to", "2023-03", "--watch")
+    code, out = _backfill(capsys, "--from", "2023-02", "--to", "2023-03", "--reingest", "--watch")
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0].startswith("2023-02: flow run ") and lines[0].endswith(" queued on inference/backfill")
-    assert lines[1].startswith("2023-03: flow run ") and lines[1].endswith(" queued on inference/backfill")
+    assert lines[0].startswith("2023-02: flow run ") and lines[0].endswith(" queued on inference/backfill"), out
+    assert lines[1].startswith("2023-03: flow run ") and lines[1].endswith(" queued on inference/backfill"), out
     progress = [line for line in lines if line.startswith("[")]
-    assert any(line.startswith("[0/2 done] 2023-02: ") and line.endswith("new -> Scheduled") for line in progress), out
+    assert " 2023-02: " in progress[0] and " new -> " in progress[0], out  # (a fast run may be Completed already)
+    counts = [int(line[1:].split("/", 1)[0]) for line in progress]
+    assert counts == sorted(counts) and counts[-1] == 2, out  # the done count only grows, to all of them
     assert [line.split("] ")[0] for line in progress if line.endswith("-> Completed")][-1] == "[2/2 done", out
-    assert lines[-1] == "backfill done: 2 Completed"
+    assert lines[-1] == "backfill done: 2 Completed", out
     assert len(_runs_of("inference/backfill")) == before + 2
 
-    code, out = _backfill(capsys, "--from", "2023-02", "--to", "2023-03")
+    code, out = _backfill(capsys, "--from", "2023-02", "--to", "2023-03", "--reingest")
     assert code == 0 and out.count("already completed, not queued again (AGAIN=1)") == 2, out
     assert len(_runs_of("inference/backfill")) == before + 2  # nothing queued
 
-    code, out = _backfill(capsys, "--from", "2023-03", "--to", "2023-03", "--again")
+    code, out = _backfill(capsys, "--from", "2023-03", "--to", "2023-03", "--reingest", "--again")
     assert code == 0 and out.startswith("2023-03: flow run ") and " queued on " in out, out
-    code, again = _backfill(capsys, "--from", "2023-03", "--to", "2023-03", "--again", "--watch")
+    code, again = _backfill(capsys, "--from", "2023-03", "--to", "2023-03", "--reingest", "--again", "--watch")
     run_name = out.split("flow run ", 1)[1].split(" ", 1)[0]
     assert again.startswith(f"2023-03: flow run {run_name} ") and "already queued, not queued again on" in again, again
-    assert code == 0 and again.splitlines()[-1] == "backfill done: 1 Completed"
+    assert code == 0 and again.splitlines()[-1] == "backfill done: 1 Completed", again
     assert len(_runs_of("inference/backfill")) == before + 3
 
 
@@ -316,7 +323,60 @@ def test_a_training_backfill_fits_through_the_gpu_queue_and_reports_a_failed_mon
     assert code == 1, out
     assert " queued on training/train" in out.splitlines()[0]
     assert out.splitlines()[-1] == "backfill ended: 1 Completed, 1 Failed", out
-    failed = next(line for line in out.splitlines() if line.startswith("[2/2 done]") and "-> Failed: " in line)
-    assert "2023-03" in failed and "2023-04" in failed, failed  # the missing validation month, named
+    failed = [line for line in out.splitlines() if line.startswith("[") and "2023-03: " in line and "-> Failed" in line]
+    assert len(failed) == 1 and "2023-04" in failed[0], out  # the missing validation month, named
+    assert "2023-02: " in next(line for line in out.splitlines() if line.endswith("-> Completed")), out
     fits = [run for run in _runs_of("training/fit") if run.parameters.get("train_month") == "2023-02"]
     assert fits and all(run.work_queue_name == "gpu" for run in fits), [(r.name, r.work_queue_name) for r in fits]
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple], float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url, timeout=30).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name.startswith("trip_duration_")}
+
+
+def test_the_metrics_exporter_serves_queue_depth_waits_runs_by_state_and_gpu_seconds(deployed):
+    """README, "Metrics": the chart's exporter (helm/trip-duration/files/exporter.py) against the real server
+    that ran this module's runs: a run due and not started counts in its queue's depth with its wait; the
+    backfills above count as Completed; the fits as the gpu queue's runs with their seconds."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending
+
+    from infra.local.stack import POOL, free_port
+
+    port = free_port()
+    env = {**os.environ, **deployed.env(), "TRIP_DURATION_WORK_POOL": POOL, "TRIP_DURATION_METRICS_PORT": str(port),
+           "TRIP_DURATION_METRICS_ADDR": "127.0.0.1"}
+    exporter = subprocess.Popen([str(VENV_BIN / "python"), str(FILES / "exporter.py")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "serving /metrics on port" in exporter.stdout.readline()
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("inference/backfill")
+            run = client.create_flow_run_from_deployment(  # Pending at once: a pod that never starts
+                deployment.id, parameters={"batch_month": "2023-01"}, state=Pending())
+            try:
+                time.sleep(3)
+                series = _scrape(f"http://127.0.0.1:{port}/metrics")
+            finally:
+                client.delete_flow_run(run.id)
+        assert series[("trip_duration_prefect_api_up", ())] == 1
+        # every queue of the pool has its series; the Pending run is the cpu queue's depth, waiting for >= 3 s
+        assert series[("trip_duration_work_queue_waiting_runs", (("queue", "gpu"),))] == 0
+        assert series[("trip_duration_work_queue_waiting_runs", (("queue", "cpu"),))] == 1
+        assert 3 <= series[("trip_duration_work_queue_oldest_wait_seconds", (("queue", "cpu"),))] < 120
+        assert series[("trip_duration_flow_runs", (("deployment", "inference/backfill"), ("state", "Completed")))] >= 3
+        fits = {labels: v for (name, labels), v in series.items() if name == "trip_duration_gpu_queue_runs"}
+        assert fits and all(dict(labels)["deployment"].endswith("/fit") for labels in fits) and sum(fits.values()) >= 1
+        seconds = sum(v for (name, _), v in series.items() if name == "trip_duration_gpu_queue_run_seconds")
+        assert 0 < seconds < 3600 * sum(fits.values()), seconds
+        for stat in ("mean", "max"):
+            assert 0 <= series[("trip_duration_work_queue_wait_to_start_seconds", (("queue", "cpu"), ("stat", stat)))] < 3600
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=30)

@@ -27,7 +27,41 @@ def test_every_manifest_is_valid_kubernetes(case):
     docs = render(CASES[case])
     assert docs
     for doc in docs:
+        if doc["apiVersion"] == "monitoring.coreos.com/v1":  # a CRD's object: checked below, by its own rules
+            continue
         validate(doc)
+
+
+def test_metrics_exporter_service_monitor_and_dashboard():
+    """README, "Metrics": the exporter's Service, the ServiceMonitor that selects it by its port name, and a
+    dashboard whose every query names a series the exporter emits."""
+    import re
+
+    docs = render(CASES["custom-gpu"])
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "td-trip-duration-metrics")
+    (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
+    assert monitor["spec"]["endpoints"][0]["interval"] == "30s"
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "td-trip-duration-metrics")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TRIP_DURATION_WORK_POOL"]["value"] == "trip-duration" and "secretKeyRef" in env[
+        "PREFECT_API_AUTH_STRING"]["valueFrom"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "td-trip-duration-metrics")
+    exporter = (CHART / "files" / "exporter.py").read_text()
+    assert config["data"]["exporter.py"] == exporter
+    emitted = set(re.findall(r'GaugeMetricFamily\(\s*"(trip_duration_[a-z_]+)"', exporter))
+    assert len(emitted) == 7, emitted
+    (board,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "td-trip-duration-dashboard"]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(board["data"]["trip-duration.json"])
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"trip_duration_[a-z_]+", target["expr"])}
+    assert queried == emitted, (queried ^ emitted)
+    assert not [d for d in render(CASES["default"]) if d["kind"] == "ServiceMonitor"
+                or d["metadata"]["name"].endswith("-dashboard")]  # both off by default; the exporter on
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -192,7 +226,7 @@ def test_bad_values_fail_the_render_naming_the_key(values, message):
 
 
 def _leaves(node, prefix=""):
-    free = {"commonLabels", "annotations", "resources", "nodeSelector", "podSecurityContext", "containerSecurityContext"}
+    free = {"commonLabels", "annotations", "labels", "resources", "nodeSelector", "podSecurityContext", "containerSecurityContext"}
     for key, value in node.items():
         path = f"{prefix}{key}"
         if isinstance(value, dict) and value and key not in free:

@@ -147,7 +147,7 @@ def test_network_policies_are_on_by_default_with_ingress_and_egress():
     docs = render(BASE)
     policies = {d["metadata"]["name"].removeprefix("td-trip-duration-"): d["spec"] for d in docs
                 if d["kind"] == "NetworkPolicy"}
-    assert set(policies) == {"default-deny", "server", "postgresql", "mlflow", "workers", "flow-run"}
+    assert set(policies) == {"default-deny", "server", "postgresql", "mlflow", "workers", "flow-run", "metrics"}
     for name, spec in policies.items():
         assert spec["policyTypes"] == ["Ingress", "Egress"], name
     # every pod of the release, flow-run pods included, falls under the default deny
@@ -168,6 +168,11 @@ def test_network_policies_are_on_by_default_with_ingress_and_egress():
     assert [p for p in peers(flow["egress"]) if p] == ["server", "mlflow"]
     assert {"ports": [{"port": 443, "protocol": "TCP"}]} in flow["egress"]
     assert "postgresql" not in json.dumps(flow)
+    # the metrics exporter: scraped on its port, reaches the API (and DNS) only; the server lets it in
+    metrics = policies["metrics"]
+    assert metrics["ingress"] == [{"from": [{"namespaceSelector": {}}], "ports": [{"port": 9464, "protocol": "TCP"}]}]
+    assert [p for p in peers(metrics["egress"]) if p] == ["server"] and len(metrics["egress"]) == 2
+    assert "metrics" in peers(policies["server"]["ingress"])
     # the Ingress controller's namespace is a value
     with_ingress = render({**BASE, "server": {"ingress": {"enabled": True}},
                            "networkPolicy": {"ingressNamespaceSelector": {"kubernetes.io/metadata.name": "ingress-nginx"}}})
