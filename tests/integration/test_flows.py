@@ -364,8 +364,9 @@ def test_a_backfill_is_queued_not_cancelled_while_the_daily_infer_runs(deployed)
 
     _ensure_champion()
     daily = run_deployment("inference/infer", parameters={"batch_month": "2023-02"}, timeout=0)
-    queued = backfill.queue(backfill.months("2023-02", "2023-03"))
-    runs = [daily.id, *(run.id for _, run in queued)]
+    queued = backfill.queue(backfill.months("2023-02", "2023-03"), again=True)  # new runs, whatever ran before
+    assert [q.how for q in queued] == ["queued", "queued"]
+    runs = [daily.id, *(q.run.id for q in queued)]
     deadline = time.monotonic() + 900
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
