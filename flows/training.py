@@ -19,10 +19,10 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling, Completed, State, StateType
 
-from flows.events import emit_decision
+from flows.events import emit_decision, once_per_event
 from flows.fit import FIT_DEPLOYMENT
 from flows.kedro_tasks import COMPUTE_TIMEOUT_S, record_usage, run_pipeline
-from flows.parameters import DeviceParam, MonthParam, TaxiParam
+from flows.parameters import DeviceParam, EventIdParam, MonthParam, TaxiParam
 from flows.schedule import logical_month
 from trip_duration import layout
 from trip_duration.config import get_settings
@@ -52,6 +52,7 @@ def training(
     taxi: TaxiParam = "yellow",
     fit_on: FitOn = "gpu-queue",
     fit_job_variables: dict[str, Any] | None = None,
+    event_id: EventIdParam | None = None,
 ) -> dict | State:
     """Without ``train_month`` (a scheduled run), trains on the newest month that has data for itself and
     the next one and no model yet, looking back from two months before the scheduled time; with none,
@@ -59,9 +60,20 @@ def training(
     ``taxi`` picks the TLC files and the registered model (trip-duration-<taxi>): each type has its own
     champion.
     ``fit_on``: ``gpu-queue`` (the default) fits in a run of the ``fit`` deployment, with
-    ``fit_job_variables`` on top of that deployment's (e.g. another node selector); ``this-pod`` fits here."""
-    logger = get_run_logger()
+    ``fit_job_variables`` on top of that deployment's (e.g. another node selector); ``this-pod`` fits here.
+    ``event_id``: the event a trigger started this run for (prefect.yaml: drift, a new trainable month); acted
+    on once (flows/events.once_per_event)."""
     taxi = parse_taxi(taxi)
+    return once_per_event(
+        event_id, lambda: _train(train_month, valid_month, device, taxi, fit_on, fit_job_variables),
+        lambda result: result.message if isinstance(result, State) else
+        f"trained v{result['version']} on {result['train_month']}, validated on {result['valid_month']}: "
+        + ("promoted" if result["promoted"] else "not promoted"))
+
+
+def _train(train_month: str | None, valid_month: str | None, device: str, taxi: str, fit_on: FitOn,
+           fit_job_variables: dict[str, Any] | None) -> dict | State:
+    logger = get_run_logger()
     if train_month:
         train = Month.parse(train_month, key="train_month")
     elif valid_month:

@@ -14,6 +14,8 @@ candidates/taxi={taxi}/train=YYYY-MM/fit=<flow run id>/model.json  a GPU fit's m
 candidates/taxi={taxi}/train=YYYY-MM/fit=<flow run id>/usage.json  that fit pod's seconds and requests
 predictions/taxi={taxi}/<batch>/model_version=N/predictions.parquet
 reports/inference/taxi={taxi}/<batch>/model_version=N/summary.json
+reports/inference/taxi={taxi}/<batch>/model_version=N/drift.json   the batch against the champion's training month
+reports/profile/taxi={taxi}/year=YYYY/month=MM/profile.json  a validated month's drift profile (computed once)
 events/handled/<event id>.json                             the run that acted on a Prefect event (a replay finds it)
 mlflow/                                                    MLflow artifacts (via the tracking server)
 ```
@@ -79,6 +81,14 @@ def predictions_key(taxi: str, batch: DateRange, model_version: int | str) -> st
 
 def inference_summary_key(taxi: str, batch: DateRange, model_version: int | str) -> str:
     return f"reports/inference/taxi={taxi}/{batch.label}/model_version={model_version}/summary.json"
+
+
+def drift_report_key(taxi: str, batch: DateRange, model_version: int | str) -> str:
+    return f"reports/inference/taxi={taxi}/{batch.label}/model_version={model_version}/drift.json"
+
+
+def profile_key(taxi: str, month: Month) -> str:
+    return f"reports/profile/{_month_part(taxi, month)}/profile.json"
 
 
 def handled_event_key(event_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -73,3 +74,35 @@ def parse(kind: type[P], raw: dict, namespace: str) -> P:
             for e in err.errors()
         )
         raise ConfigError(f"bad parameters in conf/*/parameters_{namespace}.yml or --params: {problems}") from err
+
+
+class DriftParams(_Params):
+    """The drift check of every inference run (trip_duration.drift; README, "Drift retrains")."""
+
+    #: false: no profile comparison, no drift.json, no event
+    enabled: bool = True
+    #: a feature whose PSI against the champion's training month is above this is drift (0.2: the usual "major shift")
+    psi_threshold: float = Field(0.2, gt=0)
+    #: the batch's RMSE over the champion's validation RMSE above this is drift
+    rmse_ratio_threshold: float = Field(1.3, gt=1)
+    #: batches (and reference months) with fewer trips are not judged
+    min_rows: int = Field(1000, ge=1)
+    #: false: drift is reported (drift.json, log, artifact) but no trip-duration.model.drifted event retrains
+    emit_event: bool = True
+
+
+#: environment variable of each DriftParams field (the chart's ``drift.*`` values set them in flow-run pods)
+DRIFT_ENV = {name: f"TRIP_DURATION_DRIFT_{name.upper()}" for name in DriftParams.model_fields}
+
+
+def drift_params(env: dict[str, str] | None = None) -> DriftParams:
+    """DriftParams from ``TRIP_DURATION_DRIFT_*`` (defaults for those unset); a bad value is a ConfigError
+    naming the variable and the fix."""
+    env = os.environ if env is None else env
+    raw = {name: env[var] for name, var in DRIFT_ENV.items() if env.get(var, "") != ""}
+    try:
+        return DriftParams.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{DRIFT_ENV[str(e['loc'][0])]}={e.get('input')!r}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"bad drift setting: {problems} (fix the variable, or the chart's drift.* value that "
+                          "sets it, or unset it for the default)") from err

@@ -61,7 +61,7 @@ def test_train_goes_to_the_cpu_queue_and_only_its_fit_to_the_gpu_queue_with_a_gp
     assert train.concurrency_options.collision_strategy == "ENQUEUE"
     assert train.enforce_parameter_schema and train.parameters == {"device": "auto", "taxi": "yellow"}
     assert set(train.parameter_openapi_schema["properties"]) == {"train_month", "valid_month", "device", "taxi",
-                                                                  "fit_on", "fit_job_variables"}
+                                                                  "fit_on", "fit_job_variables", "event_id"}
     assert train.parameter_openapi_schema["properties"]["fit_on"]["enum"] == ["gpu-queue", "this-pod"]
     assert train.parameter_openapi_schema["properties"]["taxi"]["enum"] == ["yellow", "green"]
 

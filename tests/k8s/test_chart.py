@@ -204,10 +204,28 @@ def test_the_price_table_reaches_flow_run_pods_only_when_set():
     assert not {k for k in runtime(CASES["default"]) if k.startswith("TRIP_DURATION_COST_")}
 
 
+def test_the_drift_values_reach_flow_run_pods_and_the_flow_reads_them():
+    """README, "Drift retrains": the chart's drift.* become the runtime ConfigMap's TRIP_DURATION_DRIFT_*,
+    which the inference flow parses (trip_duration.params.drift_params): defaults as the flow's own, and a
+    `--set` string is read as the number it is."""
+    from trip_duration.params import DriftParams, drift_params
+
+    def runtime(values):
+        return next(d for d in render(values) if d["metadata"]["name"].endswith("-runtime"))["data"]
+
+    assert drift_params(runtime(CASES["default"])) == DriftParams()
+    custom = runtime({**CASES["default"], "drift": {"enabled": False, "psiThreshold": "0.35", "rmseRatioThreshold": 1.5,
+                                                     "minRows": 5000, "emitEvent": False}})
+    assert drift_params(custom) == DriftParams(enabled=False, psi_threshold=0.35, rmse_ratio_threshold=1.5,
+                                               min_rows=5000, emit_event=False)
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"s3": {"bucket": "trip-duration"}, "cost": {"gpuHourUsd": -1}}, "gpuHourUsd"),
+        ({"s3": {"bucket": "trip-duration"}, "drift": {"rmseRatioThreshold": 0.9}}, "rmseRatioThreshold"),
+        ({"s3": {"bucket": "trip-duration"}, "drift": {"psiThreshold": "high"}}, "psiThreshold"),
         ({"s3": {"bucket": "trip-duration"}, "cost": {"cpuHourUsd": "4 cents"}}, "cpuHourUsd"),
         ({"s3": {"bucket": "b1", "buckett": "x"}}, "buckett"),  # typo: strict schema
         ({"s3": {"bucket": "trip-duration"}, "apiMode": "clod"}, "apiMode"),

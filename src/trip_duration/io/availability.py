@@ -29,6 +29,16 @@ from trip_duration.schema import DEFAULT_TAXI
 LOOKBACK_MONTHS = 6
 
 
+def in_bucket(bucket: str, month: Month, taxi: str = DEFAULT_TAXI) -> str | None:
+    """Whether the bucket has the month's data: "ingested" (an accepted outcome), "raw" (its TLC file in raw/),
+    or None. Unlike :class:`Months`, the source is not asked: what a run can use without downloading."""
+    if is_ingested(bucket, month, taxi):
+        return "ingested"
+    if s3.exists(bucket, layout.raw_key(taxi, month)):
+        return "raw"
+    return None
+
+
 @dataclass(frozen=True)
 class Pick:
     """A scheduled run's work: ``month`` (None: nothing to do) and one line saying why."""
@@ -52,10 +62,9 @@ class Months:
         return self._known[month]
 
     def _look(self, month: Month) -> str | None:
-        if is_ingested(self.bucket, month, self.taxi):
-            return "ingested"
-        if s3.exists(self.bucket, layout.raw_key(self.taxi, month)):
-            return "raw"
+        found = in_bucket(self.bucket, month, self.taxi)
+        if found:
+            return found
         url = source_url(self.taxi, month)
         if url and published(url):
             return url
@@ -106,3 +115,10 @@ def training_months(bucket: str, newest: Month, lookback: int = LOOKBACK_MONTHS,
 def _trained_on(bucket: str, month: Month, taxi: str) -> bool:
     prefix = layout.promotion_report_key(taxi, month, "").rsplit("version=", 1)[0]
     return bool(s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"))
+
+
+def newest_trained(bucket: str, taxi: str = DEFAULT_TAXI) -> Month | None:
+    """The newest month a model of ``taxi`` was trained on (its promotion reports), or None."""
+    prefix = f"reports/promotion/taxi={taxi}/train="
+    months = {key[len(prefix):].split("/", 1)[0] for key, _ in s3.list_objects(bucket, prefix)}
+    return max((Month.parse(m) for m in months), default=None)

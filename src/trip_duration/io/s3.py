@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import boto3
 from botocore.config import Config
@@ -105,3 +105,10 @@ def ensure_bucket(bucket: str) -> None:
             raise
         client().create_bucket(Bucket=bucket)
         logger.info("created bucket %s", bucket)
+
+
+def list_objects(bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """(key, ETag) of every object under ``prefix``, page by page."""
+    for page in client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            yield item["Key"], item["ETag"].strip('"')

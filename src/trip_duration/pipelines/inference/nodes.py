@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from trip_duration.drift import profile
 from trip_duration.features import duration_minutes
 from trip_duration.models import Champion
 from trip_duration.schema import DROPOFF, PICKUP
@@ -51,7 +52,7 @@ def summarize(predictions: pd.DataFrame) -> dict:
         summary = {"rows": 0, "model_version": model_version_of(predictions), "empty": True,
                    "note": "no validated trips in this batch: the result is empty, not missing"}
         summary.update(dict.fromkeys(("pickup_min", "pickup_max", "prediction_mean", "prediction_std",
-                                      "prediction_p50", "prediction_p95", "rmse_vs_actual")))
+                                      "prediction_p50", "prediction_p95", "rmse_vs_actual", "profile")))
         logger.warning("scored 0 trips with model v%d: the batch is empty", summary["model_version"])
         return summary
     predicted = predictions["predicted_duration"]
@@ -66,6 +67,9 @@ def summarize(predictions: pd.DataFrame) -> dict:
         "prediction_p50": round(float(predicted.quantile(0.5)), 4),
         "prediction_p95": round(float(predicted.quantile(0.95)), 4),
         "rmse_vs_actual": round(float(np.sqrt(np.mean(error**2))), 4),
+        # the batch's side of the drift check (flows/inference.py): counts on fixed bins, computed here and not
+        # in a node of its own, which would be one more Prefect task per run (README, "Drift retrains")
+        "profile": profile(predictions, predictions["actual_duration"]),
     }
     logger.info("scored %d trips with model v%d", summary["rows"], summary["model_version"])
     return summary
