@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install test test-unit test-integration chart jobs deploy backfill image test-container demo down reset bench bench-pod-log bench-cluster bench-images bench-gpu bench-gpu-pods test-cluster cluster-up cluster-down cluster-status docs
+.PHONY: help install test test-unit test-integration chart jobs deploy backfill image test-container demo down reset bench bench-drift bench-pod-log bench-cluster bench-images bench-gpu bench-gpu-pods test-cluster cluster-up cluster-down cluster-status docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -68,6 +68,10 @@ bench: install ## benchmarks vs the course baselines -> build/bench/*.json
 	$(PY) -m bench.ml_bench
 	$(PY) -m bench.orchestration_bench
 	@$(PY) -m bench.cluster_bench; rc=$$?; if [ $$rc -eq 2 ]; then echo "bench: cluster part skipped: no cluster answers (make cluster-up)"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
+
+bench-drift: install ## the drift check's cost: summarize with and without the profile in-process, whole infer runs with and without the check -> build/bench/drift*.json
+	$(PY) -m bench.drift_bench
+	$(PY) -m bench.orchestration_bench --variants ours,ours_no_drift --runs 12 --out drift-orchestration.json
 
 bench-pod-log: install ## a command direct vs through pod_log.py tee with its S3 sidecar (logs that outlive pods) -> build/bench/pod-log.json
 	$(PY) -m bench.pod_log_bench

@@ -38,6 +38,7 @@ from pathlib import Path
 from bench.orchestration_bench import phases
 from infra.cluster import images
 from infra.cluster.kube import OURS, ROOT, Cluster, ReadmeRun, api, find, pause_schedules, run_deployment, wait_final
+from infra.deployments import SCHEDULED
 
 OUT = ROOT / "build" / "bench"
 BUCKET = "trip-duration"
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         env = readme.env()
         os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
                                               "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
-        pause_schedules(env, "training/train", "training/train-green", "inference/infer", "inference/infer-green")
+        pause_schedules(env, *SCHEDULED)
         import boto3  # noqa: PLC0415
 
         deploy_course(env, boto3.client("s3"))

@@ -30,6 +30,7 @@ from datetime import datetime
 
 from infra.cluster.kube import (ROOT, Cluster, ReadmeRun, api, find, fit_runs, pause_schedules, run_deployment,
                                 wait_final)
+from infra.deployments import SCHEDULED
 
 OUT = ROOT / "build" / "bench"
 CLUSTER_SH = ROOT / "infra" / "cluster" / "cluster.sh"
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.sh(str(CLUSTER_SH), "volumes")
         readme.run()
         env = readme.env()
-        pause_schedules(env, "training/train", "training/train-green", "inference/infer", "inference/infer-green")
+        pause_schedules(env, *SCHEDULED)
         for rows in args.rows:
             month = MONTHS[rows]
             if month != "2023-01":  # the README's block wrote 2023-01 and 2023-02 with 100 000 trips

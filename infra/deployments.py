@@ -23,6 +23,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT_YAML = ROOT / "prefect.yaml"
 TEMPLATE = ROOT / "helm" / "trip-duration" / "files" / "base-job-template.json"
+#: every deployment of prefect.yaml with a schedule, "<flow>/<deployment>" (tests/unit/test_arrivals.py checks the
+#: file against it): what the local stack, the cluster tests and benchmarks pause so that only their runs run
+SCHEDULED = ("training/train", "training/train-green", "inference/infer", "inference/infer-green", "arrivals/watch-raw")
+#: every deployment of prefect.yaml with an event trigger (the same check)
+TRIGGERED = ("inference/backfill", "training/train", "training/train-green", "ingest/ingest")
 
 #: Environment prefect.yaml templates with {{ $VAR }}, and the documented defaults.
 DEPLOY_ENV_DEFAULTS = {

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from infra.deployments import SCHEDULED
 from infra.local.stack import DEFAULT_DIR, ROOT, VENV_BIN, Stack
 from infra.progress import run_streamed
 
@@ -23,9 +24,9 @@ SUMMARY = ROOT / "build" / "demo" / "summary.json"
 
 #: how long no auto-scheduled run may appear after the pause (the scheduler's loop is 5 s here)
 PAUSE_SETTLE_S = 10
-DEPLOYMENTS = ("training/train", "training/train-green", "inference/infer", "inference/infer-green")  # every scheduled one
+DEPLOYMENTS = SCHEDULED
 RESUME_HINT = "prefect deployment schedule resume --all"
-TRIGGERS_HINT = "prefect automation resume 'trip-duration: rescore with a new champion'"
+TRIGGERS_HINT = "prefect automation resume '<name>' (prefect automation ls lists them)"
 
 
 def deploy(stack: Stack, pool: str = "local") -> None:

@@ -27,6 +27,7 @@ import pytest
 
 from infra.cluster.kube import (FULL, README, RELEASE, Cluster, Forward, ReadmeRun, api, find, fit_runs, load_images,
                                 localise, pause_schedules, pause_triggers, readme_block, run_deployment, wait_final)
+from infra.deployments import SCHEDULED, TRIGGERED
 
 ROOT = README.parent
 BUCKET = "trip-duration"
@@ -96,9 +97,13 @@ def readme(cluster, tmp_path_factory):
 def installed(cluster, readme):
     """The README's exports (API, S3 through its port-forwards), plus MLflow for the checks."""
     env = readme.env()
-    pause_schedules(env, "training/train", "training/train-green", "inference/infer", "inference/infer-green")  # only our runs run from here on
-    # and no rescoring run queued by a promotion (prefect.yaml's trigger; tested on the local stack)
-    assert pause_triggers(env, "inference/backfill") == ["trip-duration: rescore with a new champion"]
+    pause_schedules(env, *SCHEDULED)  # only our runs run from here on
+    # and no run queued by an event: a promotion's rescoring, a drift's retraining (prefect.yaml's triggers;
+    # tested on the local stack)
+    assert pause_triggers(env, *TRIGGERED) == [
+        "trip-duration: rescore with a new champion", "trip-duration: retrain yellow on drift",
+        "trip-duration: train yellow on a new month", "trip-duration: retrain green on drift",
+        "trip-duration: train green on a new month", "trip-duration: ingest a new raw month"]
     mlflow = Forward(cluster, f"{FULL}-mlflow", 5000)
     try:  # MLflow's admin, from the Secret the chart generated
         yield {**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow.port}", "MLFLOW_TRACKING_USERNAME": "admin",
@@ -358,6 +363,15 @@ def test_infer_runs_on_the_cpu_node_without_a_gpu_and_writes_every_row(cluster, 
     assert rows("predictions/") == validated
     logs = cluster.kubectl("logs", "-l", f"prefect.io/flow-run-id={run_id}", "--tail=-1")
     assert "pod usage: cpu" in logs and "requested 1 CPU, 4096 MiB; cost $" in logs, logs[-3000:]
+    # the drift check ran (as the reader identity, which must read the champion's MLflow run): the next
+    # synthetic month is no drift, and the line is in the pod's log
+    keys = [o["Key"] for o in deployed.list_objects_v2(Bucket=BUCKET, Prefix="reports/inference/").get("Contents", [])
+            if o["Key"].endswith("/drift.json") and "month=02" in o["Key"]]
+    assert keys, "no drift.json of month=02 under reports/inference/"
+    for key in keys:
+        report = json.loads(deployed.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        assert report["line"].startswith("no drift: max PSI") and report["train_month"] == "2023-01", report
+    assert "drift of yellow year=2023/month=02 against the champion's training month: no drift" in logs
 
 
 def test_the_api_refuses_anonymous_calls_and_takes_the_generated_credentials(cluster, installed):

@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.events import PROMOTED, REJECTED, decision_event_id
+from flows.arrivals import ARRIVED, TRAINABLE
+from flows.events import DRIFTED, PROMOTED, REJECTED, decision_event_id
 from infra.local.demo import registry_facts, run_and_wait
 from infra.local.stack import ROOT, VENV_BIN
 
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.integration
 
 FILES = ROOT / "helm" / "trip-duration" / "files"
 TRIGGER = "trip-duration: rescore with a new champion"
+DRIFT_TRIGGER = "trip-duration: retrain yellow on drift"
+TRAINABLE_TRIGGER = "trip-duration: train yellow on a new month"
+INGEST_TRIGGER = "trip-duration: ingest a new raw month"
 PENDING_S = 15
 
 
@@ -80,21 +84,24 @@ def receiver(deployed):
     hook.server.shutdown()
 
 
-def _trigger():
+def _trigger(deployment: str = "inference/backfill", name: str = TRIGGER):
+    """The automation `prefect deploy` made from the deployment's trigger ``name`` (prefect.yaml)."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("inference/backfill")
-        (automation,) = client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+        found = client.read_deployment_by_name(deployment)
+        (automation,) = [a for a in client.read_resource_related_automations(f"prefect.deployment.{found.id}")
+                         if a.name == name]
         return automation
 
 
-def _backfill_runs(since: datetime) -> list:
+def _backfill_runs(since: datetime, deployment: str = "backfill") -> list:
+    """The runs of ``deployment`` (its name alone) created since ``since``."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["backfill"])),
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
                                      limit=200)
     return [r for r in runs if r.created and r.created >= since]
 
@@ -113,12 +120,19 @@ def _events(name: str, resource_id: str) -> list[dict]:
 def _wait_for_events(name: str, resource_id: str, event_id: str | None = None, timeout: float = 60) -> list[dict]:
     """The events (of id ``event_id``) once the server has them: a run's events are sent as its process exits
     and stored in batches, after its final state."""
+    import httpx
+
     deadline = time.monotonic() + timeout
-    while not (found := [e for e in _events(name, resource_id) if event_id in (None, e["id"])]):
+    while True:
+        try:  # the local server's SQLite can be locked for a while under load: ask again until the deadline
+            found = [e for e in _events(name, resource_id) if event_id in (None, e["id"])]
+        except httpx.TimeoutException:
+            found = []
+        if found:
+            return found
         if time.monotonic() > deadline:
             raise AssertionError(f"no {name} event {event_id or ''} about {resource_id} in {timeout} s")
         time.sleep(1)
-    return found
 
 
 def _automation_events() -> list[tuple[str, dict]]:
@@ -159,10 +173,17 @@ def _wait_final(run_id, timeout: float = 300):
     raise AssertionError(f"flow run {run_id} not final in {timeout} s")
 
 
-def test_local_deploys_leave_the_trigger_made_from_prefect_yaml_paused(deployed):
+def test_local_deploys_leave_the_triggers_made_from_prefect_yaml_paused(deployed):
     automation = _trigger()
     assert automation.name == TRIGGER and not automation.enabled
     assert automation.trigger.expect == {PROMOTED}
+    for deployment, taxi in (("training/train", "yellow"), ("training/train-green", "green")):
+        for name, expect in ((f"trip-duration: retrain {taxi} on drift", DRIFTED),
+                             (f"trip-duration: train {taxi} on a new month", TRAINABLE)):
+            automation = _trigger(deployment, name)
+            assert not automation.enabled and automation.trigger.expect == {expect}
+            assert automation.trigger.match.model_dump()["trip-duration.taxi"] == taxi
+    assert not _trigger("ingest/ingest", INGEST_TRIGGER).enabled
 
 
 def test_a_new_champion_rescores_once_and_a_replay_starts_nothing(deployed, receiver):
@@ -380,3 +401,159 @@ def test_the_metrics_exporter_serves_queue_depth_waits_runs_by_state_and_gpu_sec
     finally:
         exporter.terminate()
         exporter.wait(timeout=30)
+
+
+def _put_drifted_month(stack, month: str) -> None:
+    """A synthetic month (the same city as put_month's) whose trips are twice as long in miles: the
+    distance drifts, and the champion's minutes per mile no longer hold."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from trip_duration import layout
+    from trip_duration.io import s3
+    from trip_duration.periods import Month
+    from trip_duration.synth import generate_month
+
+    table = generate_month(month, rows=20_000, seed=7)
+    index = table.schema.get_field_index("trip_distance")
+    table = table.set_column(index, "trip_distance", pc.multiply(table["trip_distance"], 2.0))
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    s3.put_bytes(stack.bucket, layout.raw_key("yellow", Month.parse(month)), buffer.getvalue())
+
+
+def test_a_drifted_batch_retrains_once_and_a_replay_starts_nothing(deployed):
+    """README, "Drift retrains" (last in the module: it adds months the backfill tests above must not see).
+    Against the champion the tests above made: the month after its validation month, like its training
+    month, is no drift and starts nothing; the month after that, with trips twice as long, emits one
+    trip-duration.model.drifted and exactly one `train` run on the months it names, which completes and
+    records the event; the same event again starts nothing, and a later run for it does nothing."""
+    from prefect.client.orchestration import get_client
+
+    from tests.conftest import put_month
+    from trip_duration.periods import Month
+
+    model = "trip-duration-yellow"
+    mlflow = MlflowClient(deployed.mlflow_url)
+    champion = mlflow.get_model_version_by_alias(model, "champion")
+    params = mlflow.get_run(champion.run_id).data.params
+    calm, drifted = Month.parse(params["valid_month"]).next(), Month.parse(params["valid_month"]).next().next()
+    put_month(deployed, str(calm))
+    _put_drifted_month(deployed, str(drifted))
+
+    with get_client(sync_client=True) as client:
+        client.resume_automation(_trigger("training/train", DRIFT_TRIGGER).id)
+    try:
+        since = datetime.now(timezone.utc)
+        state, _, calm_id = run_and_wait("inference/infer", {"batch_month": str(calm)}, quiet=True)
+        assert state == "Completed"
+        report = json.loads(deployed_s3_get(deployed, f"reports/inference/taxi=yellow/year={calm.year}/"
+                                                      f"month={calm.month:02d}/model_version={champion.version}/drift.json"))
+        assert not report["drifted"] and report["line"].startswith("no drift: max PSI"), report
+        assert report["train_month"] == params["train_month"]
+
+        state, _, drifted_id = run_and_wait("inference/infer", {"batch_month": str(drifted)}, quiet=True)
+        assert state == "Completed"
+        report = json.loads(deployed_s3_get(deployed, f"reports/inference/taxi=yellow/year={drifted.year}/"
+                                                      f"month={drifted.month:02d}/model_version={champion.version}/drift.json"))
+        assert report["drifted"] and report["psi"]["trip_distance"] > 0.2 and report["rmse_ratio"] > 1.3, report
+        event_id = str(decision_event_id(DRIFTED, model, f"{champion.version}/{drifted}"))
+        assert report["event"] == {"name": DRIFTED, "id": event_id, "train_month": str(calm),
+                                   "valid_month": str(drifted)}
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(limit=50)
+        assert any(a.flow_run_id is not None and str(a.flow_run_id) == str(drifted_id) and "emitted " + DRIFTED in (a.data or "")
+                   for a in artifacts), "the infer run's artifact does not carry the drift line"
+        (event,) = _wait_for_events(DRIFTED, f"trip-duration.model.{model}", event_id, timeout=240)
+        assert event["payload"]["batch"] == str(drifted) and event["resource"]["trip-duration.taxi"] == "yellow"
+
+        deadline = time.monotonic() + 240
+        while not (runs := _backfill_runs(since, "train")) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(runs) == 1, (_trigger("training/train", DRIFT_TRIGGER), _automation_events())
+        (run,) = runs
+        assert run.parameters == {"device": "auto", "taxi": "yellow", "train_month": str(calm),
+                                  "valid_month": str(drifted), "event_id": event_id}
+        run = _wait_final(run.id, timeout=600)
+        assert run.state.is_completed(), run.state
+        handled = json.loads(deployed_s3_get(deployed, f"events/handled/{event_id}.json"))
+        assert handled["flow_run_id"] == str(run.id) and handled["outcome"].startswith("trained v")
+        assert f"on {calm}, validated on {drifted}" in handled["outcome"]
+
+        _replay(event)
+        time.sleep(20)
+        assert [r.id for r in _backfill_runs(since, "train")] == [run.id]
+        state, _, late_id = run_and_wait("training/train", {"train_month": str(calm), "valid_month": str(drifted),
+                                                            "event_id": event_id}, quiet=True)
+        with get_client(sync_client=True) as client:
+            late = client.read_flow_run(late_id)
+        assert state == "Completed" and f"already handled by flow run {run.name}" in late.state.message
+    finally:
+        with get_client(sync_client=True) as client:
+            client.pause_automation(_trigger("training/train", DRIFT_TRIGGER).id)
+
+
+def test_a_new_raw_month_is_ingested_once_and_the_pair_it_completes_trains_once(deployed):
+    """README, "New months train themselves" (after the drift test: months far after any trained one). A raw
+    month alone is ingested once and trains nothing; the next month is ingested once (the first is not found
+    again) and its pair starts exactly one `train` run, which completes; a third poll and replays of both
+    events start nothing."""
+    from prefect.client.orchestration import get_client
+
+    from tests.conftest import put_month
+
+    first, second = "2025-01", "2025-02"
+    automations = [_trigger("ingest/ingest", INGEST_TRIGGER), _trigger("training/train", TRAINABLE_TRIGGER)]
+    with get_client(sync_client=True) as client:
+        for automation in automations:
+            client.resume_automation(automation.id)
+
+    def poll_and_ingest(month: str, since: datetime):
+        state, _, _ = run_and_wait("arrivals/watch-raw", {"since": first}, quiet=True)
+        assert state == "Completed"
+        deadline = time.monotonic() + 240
+        while not (runs := _backfill_runs(since, "ingest")) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(runs) == 1, (runs, _automation_events())
+        (run,) = runs
+        (event,) = _wait_for_events(ARRIVED, f"trip-duration.raw.yellow.{month}", run.parameters["event_id"], timeout=240)
+        assert run.parameters == {"month": month, "taxi": "yellow", "event_id": event["id"]}
+        run = _wait_final(run.id, timeout=600)
+        assert run.state.is_completed(), run.state
+        return run, event
+
+    try:
+        put_month(deployed, first)
+        since = datetime.now(timezone.utc)
+        run, arrived = poll_and_ingest(first, since)
+        assert "no pair to train on" in run.state.message
+        assert json.loads(deployed_s3_get(deployed, f"events/handled/{arrived['id']}.json"))["flow_run_id"] == str(run.id)
+
+        put_month(deployed, second)
+        since = datetime.now(timezone.utc)
+        run, _ = poll_and_ingest(second, since)  # the first month has its outcome now: not found again
+        trainable = _wait_for_events(TRAINABLE, f"trip-duration.month.yellow.{first}", timeout=240)
+        assert len(trainable) == 1 and trainable[0]["payload"]["valid_month"] == second
+        deadline = time.monotonic() + 240
+        while not (trains := _backfill_runs(since, "train")) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(trains) == 1, (trains, _automation_events())
+        (train,) = trains
+        assert train.parameters == {"device": "auto", "taxi": "yellow", "train_month": first, "valid_month": second,
+                                    "event_id": trainable[0]["id"]}
+        train = _wait_final(train.id, timeout=600)
+        assert train.state.is_completed(), train.state
+
+        since = datetime.now(timezone.utc)
+        state, _, _ = run_and_wait("arrivals/watch-raw", {"since": first}, quiet=True)
+        assert state == "Completed"
+        _replay(arrived)
+        _replay(trainable[0])
+        time.sleep(20)
+        assert _backfill_runs(since, "ingest") == [] and _backfill_runs(since, "train") == []
+    finally:
+        with get_client(sync_client=True) as client:
+            for automation in automations:
+                client.pause_automation(automation.id)

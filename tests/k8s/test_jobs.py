@@ -29,7 +29,7 @@ def _pod(job):
 
 def test_a_job_per_deployment_and_each_is_valid_kubernetes(jobs):
     assert set(jobs) == {d["name"] for d in load_deployments()} == {"train", "train-green", "fit", "infer", "infer-green",
-                                                                   "backfill"}
+                                                                   "backfill", "watch-raw", "ingest"}
     for job in jobs.values():
         validate(job)
         assert job["spec"]["completions"] == 1 and "completions" not in _pod(job)
@@ -56,6 +56,16 @@ def test_train_runs_on_cpu_nodes_with_room_for_both_months(jobs, name):
     assert pod["containers"][0]["resources"]["limits"] == {"memory": "12Gi"}
 
 
+def test_watch_raw_is_a_small_pod_and_ingest_an_infer_sized_one(jobs):
+    """README, "New months train themselves": the hourly poll reads no data."""
+    for name, requests, limits in (("watch-raw", {"cpu": "250m", "memory": "512Mi"}, {"memory": "1Gi"}),
+                                   ("ingest", {"cpu": "1", "memory": "4Gi"}, {"memory": "8Gi"})):
+        pod = _pod(jobs[name])
+        assert "nodeSelector" not in pod and "tolerations" not in pod
+        assert pod["containers"][0]["resources"]["requests"] == requests
+        assert pod["containers"][0]["resources"]["limits"] == limits
+
+
 @pytest.mark.parametrize("name", ["infer", "infer-green", "backfill"])
 def test_infer_stays_on_cpu_nodes(jobs, name):
     pod = _pod(jobs[name])
@@ -78,7 +88,7 @@ def test_labels_for_kubectl_logs_and_chart_wiring(jobs):
             if "SECRET" in var or "PASSWORD" in var or "AUTH_STRING" in var or "API_KEY" in var:
                 assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], entry
         identity = {"train": "trainer", "train-green": "trainer", "fit": "reader", "infer": "reader",
-                    "infer-green": "reader", "backfill": "reader"}[name]  # only train moves the champion
+                    "infer-green": "reader", "backfill": "reader", "watch-raw": "reader", "ingest": "reader"}[name]  # only train moves the champion
         assert env["MLFLOW_TRACKING_USERNAME"]["value"] == identity
         assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == f"{identity}-password"
         assert {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"]} == {
