@@ -95,7 +95,7 @@ def _trigger(deployment: str = "inference/backfill", name: str = TRIGGER):
         return automation
 
 
-def _backfill_runs(since: datetime, deployment: str = "backfill") -> list:
+def _runs_since(since: datetime, deployment: str = "backfill") -> list:
     """The runs of ``deployment`` (its name alone) created since ``since``."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
@@ -211,7 +211,7 @@ def test_a_new_champion_rescores_once_and_a_replay_starts_nothing(deployed, rece
         assert event["resource"]["trip-duration.model.version"] == str(version)
 
         deadline = time.monotonic() + 90
-        while not (runs := _backfill_runs(since)) and time.monotonic() < deadline:
+        while not (runs := _runs_since(since)) and time.monotonic() < deadline:
             time.sleep(1)
         assert len(runs) == 1, (_trigger(), _automation_events())
         (run,) = runs
@@ -223,7 +223,7 @@ def test_a_new_champion_rescores_once_and_a_replay_starts_nothing(deployed, rece
 
         _replay(event)  # the same event again: the server has seen its id
         time.sleep(20)
-        assert [r.id for r in _backfill_runs(since)] == [run.id]
+        assert [r.id for r in _runs_since(since)] == [run.id]
 
         # a replay later than the server remembers ids (15 min; or after a restart) still creates a run:
         # that run finds the event handled in S3 and does nothing
@@ -243,7 +243,7 @@ def test_a_new_champion_rescores_once_and_a_replay_starts_nothing(deployed, rece
         assert "trained on 2023-01, validated on 2023-02" in text
         assert _wait_for_events(REJECTED, f"trip-duration.model.{model}")
         time.sleep(10)
-        assert _backfill_runs(since) == []
+        assert _runs_since(since) == []
     finally:
         with get_client(sync_client=True) as client:
             client.pause_automation(_trigger().id)
@@ -470,7 +470,7 @@ def test_a_drifted_batch_retrains_once_and_a_replay_starts_nothing(deployed):
         assert event["payload"]["batch"] == str(drifted) and event["resource"]["trip-duration.taxi"] == "yellow"
 
         deadline = time.monotonic() + 240
-        while not (runs := _backfill_runs(since, "train")) and time.monotonic() < deadline:
+        while not (runs := _runs_since(since, "train")) and time.monotonic() < deadline:
             time.sleep(1)
         assert len(runs) == 1, (_trigger("training/train", DRIFT_TRIGGER), _automation_events())
         (run,) = runs
@@ -484,7 +484,7 @@ def test_a_drifted_batch_retrains_once_and_a_replay_starts_nothing(deployed):
 
         _replay(event)
         time.sleep(20)
-        assert [r.id for r in _backfill_runs(since, "train")] == [run.id]
+        assert [r.id for r in _runs_since(since, "train")] == [run.id]
         state, _, late_id = run_and_wait("training/train", {"train_month": str(calm), "valid_month": str(drifted),
                                                             "event_id": event_id}, quiet=True)
         with get_client(sync_client=True) as client:
@@ -514,7 +514,7 @@ def test_a_new_raw_month_is_ingested_once_and_the_pair_it_completes_trains_once(
         state, _, _ = run_and_wait("arrivals/watch-raw", {"since": first}, quiet=True)
         assert state == "Completed"
         deadline = time.monotonic() + 240
-        while not (runs := _backfill_runs(since, "ingest")) and time.monotonic() < deadline:
+        while not (runs := _runs_since(since, "ingest")) and time.monotonic() < deadline:
             time.sleep(1)
         assert len(runs) == 1, (runs, _automation_events())
         (run,) = runs
@@ -537,7 +537,7 @@ def test_a_new_raw_month_is_ingested_once_and_the_pair_it_completes_trains_once(
         trainable = _wait_for_events(TRAINABLE, f"trip-duration.month.yellow.{first}", timeout=240)
         assert len(trainable) == 1 and trainable[0]["payload"]["valid_month"] == second
         deadline = time.monotonic() + 240
-        while not (trains := _backfill_runs(since, "train")) and time.monotonic() < deadline:
+        while not (trains := _runs_since(since, "train")) and time.monotonic() < deadline:
             time.sleep(1)
         assert len(trains) == 1, (trains, _automation_events())
         (train,) = trains
@@ -552,7 +552,7 @@ def test_a_new_raw_month_is_ingested_once_and_the_pair_it_completes_trains_once(
         _replay(arrived)
         _replay(trainable[0])
         time.sleep(20)
-        assert _backfill_runs(since, "ingest") == [] and _backfill_runs(since, "train") == []
+        assert _runs_since(since, "ingest") == [] and _runs_since(since, "train") == []
     finally:
         with get_client(sync_client=True) as client:
             for automation in automations:
