@@ -71,7 +71,7 @@ bench: install ## benchmarks vs the course baselines -> build/bench/*.json
 
 bench-drift: install ## the drift check's cost: summarize with and without the profile in-process, whole infer runs with and without the check -> build/bench/drift*.json
 	$(PY) -m bench.drift_bench
-	$(PY) -m bench.orchestration_bench --variants ours,ours_no_drift --runs 12 --out drift-orchestration.json
+	$(PY) -m bench.orchestration_bench --variants ours,ours_no_drift --runs 40 --out drift-orchestration.json
 
 bench-pod-log: install ## a command direct vs through pod_log.py tee with its S3 sidecar (logs that outlive pods) -> build/bench/pod-log.json
 	$(PY) -m bench.pod_log_bench
