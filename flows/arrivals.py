@@ -20,13 +20,12 @@ Prefect's trigger skips an id it has seen, and both flows record the ids they ha
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 
-from flows.events import EVENT_NAMESPACE, once_per_event
+from flows.events import decision_event_id, once_per_event
 from flows.kedro_tasks import run_pipeline
 from flows.parameters import EventIdParam, MonthParam, TaxiParam
 from trip_duration import layout
@@ -65,7 +64,7 @@ def arrival_event(arrival: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of :func:`prefect.events.emit_event` for a raw file found (id: key and ETag)."""
     return {
         "event": ARRIVED,
-        "id": uuid.uuid5(EVENT_NAMESPACE, f"{ARRIVED}/{arrival['key']}/{arrival['etag']}"),
+        "id": decision_event_id(ARRIVED, arrival["key"], arrival["etag"]),
         "resource": {"prefect.resource.id": f"trip-duration.raw.{arrival['taxi']}.{arrival['month']}",
                      "trip-duration.taxi": arrival["taxi"]},
         "payload": dict(arrival),
@@ -89,7 +88,7 @@ def trainable_pair(bucket: str, taxi: str, month: Month) -> tuple[Month, Month] 
 def trainable_event(taxi: str, train: Month, valid: Month, month: Month) -> dict[str, Any]:
     return {
         "event": TRAINABLE,
-        "id": uuid.uuid5(EVENT_NAMESPACE, f"{TRAINABLE}/{taxi}/{train}/{valid}"),
+        "id": decision_event_id(TRAINABLE, taxi, f"{train}/{valid}"),
         "resource": {"prefect.resource.id": f"trip-duration.month.{taxi}.{train}", "trip-duration.taxi": taxi},
         "payload": {"taxi": taxi, "train_month": str(train), "valid_month": str(valid), "ingested": str(month)},
     }

@@ -108,6 +108,7 @@ def once_per_event(event_id: str | None, work: Callable[[], R], outcome: Callabl
 
     from trip_duration import layout
     from trip_duration.config import get_settings
+    from trip_duration.errors import DataNotFoundError
     from trip_duration.io import s3
 
     if event_id is None:
@@ -115,8 +116,11 @@ def once_per_event(event_id: str | None, work: Callable[[], R], outcome: Callabl
     logger = get_run_logger()
     bucket = get_settings().require_bucket()
     key = layout.handled_event_key(event_id)
-    if s3.exists(bucket, key):
-        earlier = s3.get_json(bucket, key)
+    try:
+        earlier = s3.get_json(bucket, key)  # one request: a missing key is the common case, not an error
+    except DataNotFoundError:
+        earlier = None
+    if earlier is not None:
         reason = (f"event {event_id} was already handled by flow run {earlier['flow_run_name']} "
                   f"({earlier['flow_run_id']}): nothing to do (a replayed event)")
         logger.info(reason)

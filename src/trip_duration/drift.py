@@ -7,7 +7,7 @@ durations is compared with the champion's validation RMSE (the ratio). Either pa
 (``trip_duration.params.DriftParams``) is drift.
 
 Profiles are small (a few hundred counts), JSON, and computed with integer arithmetic on the timestamps
-(pandas' ``.dt`` accessors cost about five times as much): the batch's inside the inference pipeline's
+(pandas' ``.dt.hour`` and ``.dt.day_of_week`` took 2.5 times as long on 1 M trips: 0.025 s against 0.010 s): the batch's inside the inference pipeline's
 ``summarize`` node, the training month's once per month (cached in S3, trip_duration.io.profiles).
 """
 
